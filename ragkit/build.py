@@ -1,0 +1,136 @@
+"""Turns a `PipelineSpec` into live components; models and stores are shared process-wide, so
+several pipelines (an evaluation comparing them, a server hosting them) load each model once."""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from ragkit.errors import ConfigError
+from ragkit.spec import EmbedderSpec, GeneratorSpec, PipelineSpec, StoreSpec, load_spec
+
+_lock = threading.RLock()
+
+
+@cache
+def _embedder(spec: EmbedderSpec) -> Any:
+    from ragkit.embedding import Embedder
+
+    return Embedder(
+        model=spec.model,
+        precision=spec.precision,
+        batch_size=spec.batch_size,
+        query_prefix=spec.query_prefix,
+        passage_prefix=spec.passage_prefix,
+    )
+
+
+@cache
+def _store(spec: StoreSpec, embedding_model: str) -> Any:
+    from ragkit.store import ChromaStore
+
+    return ChromaStore(spec.location, spec.collection, embedding_model=embedding_model)
+
+
+@cache
+def _generator(spec: GeneratorSpec) -> Any:
+    if spec.kind == "local":
+        from ragkit.generation.local import LocalGenerator
+
+        return LocalGenerator(
+            model=spec.model or "packaged",
+            max_new_tokens=spec.max_new_tokens,
+            temperature=spec.temperature,
+            prefix_cache_bytes=spec.prefix_cache_mb * 2**20,
+        )
+    if spec.kind == "openai":
+        if not spec.base_url:
+            raise ConfigError("generator.base_url: required when generator.kind is 'openai'")
+        from ragkit.generation.openai_compat import OpenAICompatibleGenerator
+
+        return OpenAICompatibleGenerator(
+            base_url=spec.base_url,
+            model=spec.model,
+            api_key=spec.api_key,
+            timeout_s=spec.timeout_s,
+            max_new_tokens=spec.max_new_tokens,
+            temperature=spec.temperature,
+        )
+    from ragkit.generation.vllm import VLLMGenerator
+
+    if not spec.model:
+        raise ConfigError("generator.model: required when generator.kind is 'vllm'")
+    return VLLMGenerator(
+        model=spec.model, max_new_tokens=spec.max_new_tokens, temperature=spec.temperature
+    )
+
+
+def embedder(spec: PipelineSpec) -> Any:
+    with _lock:
+        return _embedder(spec.embedder)
+
+
+def store(spec: PipelineSpec) -> Any:
+    with _lock:
+        return _store(spec.store, spec.embedder.model)
+
+
+def generator(spec: PipelineSpec) -> Any:
+    with _lock:
+        return _generator(spec.generator)
+
+
+def retriever(spec: PipelineSpec) -> Any:
+    from ragkit.retrieval import BM25Retriever, DenseRetriever, HybridRetriever
+
+    r = spec.retriever
+    if r.kind == "bm25":
+        return BM25Retriever(store=store(spec), top_k=r.top_k)
+    dense = DenseRetriever(store=store(spec), embedder=embedder(spec), top_k=r.top_k)
+    if r.kind == "dense":
+        return dense
+    dense_wide = DenseRetriever(store=store(spec), embedder=embedder(spec), top_k=r.candidate_k)
+    bm25_wide = BM25Retriever(store=store(spec), top_k=r.candidate_k)
+    return HybridRetriever(retrievers=[dense_wide, bm25_wide], top_k=r.top_k)
+
+
+def chunker(spec: PipelineSpec) -> Any:
+    from ragkit.chunking import TokenChunker
+
+    c = spec.chunker
+    return TokenChunker(
+        tokenizer=embedder(spec).tokenizer,
+        chunk_tokens=c.chunk_tokens,
+        overlap_tokens=c.overlap_tokens,
+        respect_sentences=c.respect_sentences,
+    )
+
+
+def ingestor(spec: PipelineSpec) -> Any:
+    from ragkit.ingest import Ingestor
+
+    return Ingestor(store=store(spec), embedder=embedder(spec), chunker=chunker(spec))
+
+
+def pipeline(spec: PipelineSpec) -> Any:
+    from ragkit.pipeline import RAGPipeline
+    from ragkit.prompting import PromptAssembler
+
+    p = spec.prompt
+    assembler = PromptAssembler(layout=p.layout, system=p.system, instruction=p.instruction)
+    return RAGPipeline(
+        retriever=retriever(spec),
+        generator=generator(spec),
+        assembler=assembler,
+        top_k=spec.retriever.top_k,
+        pipeline_name=spec.name,
+    )
+
+
+def load_pipeline(
+    name_or_path: str | Path, *, store_location: str | None = None, collection: str | None = None
+) -> Any:
+    """A ready pipeline from a named spec in `pipelines/` or a YAML file."""
+    return pipeline(load_spec(name_or_path).with_store(store_location, collection))

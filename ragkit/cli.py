@@ -1,0 +1,158 @@
+"""The `ragkit` command line: parses arguments into typed config at the edge and hands off to the
+library; errors print as one line and exit non-zero."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ragkit.errors import RagkitError
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+app = typer.Typer(
+    name="ragkit",
+    help="Build, serve and measure retrieval-augmented generation pipelines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help="Pipeline name in pipelines/ or a YAML file.")]
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="Index folder, or http://host:port of a chroma server.")
+]
+CollectionOpt = Annotated[str | None, typer.Option("--collection", help="Collection name.")]
+
+
+def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Users get the reason, not a traceback; RAGKIT_DEBUG=1 shows the traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (RagkitError, ValueError, OSError) as exc:
+            if os.environ.get("RAGKIT_DEBUG"):
+                raise
+            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.secho("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _spec(pipeline: str, store: str | None, collection: str | None, top_k: int | None = None):
+    from ragkit.spec import load_spec
+
+    spec = load_spec(pipeline).with_store(store, collection)
+    if top_k is not None:
+        if top_k <= 0:
+            raise ValueError(f"--top-k must be > 0, got {top_k}")
+        spec = spec.model_copy(
+            update={"retriever": spec.retriever.model_copy(update={"top_k": top_k})}
+        )
+    return spec
+
+
+@app.command()
+@_one_line_errors
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to index.")],
+    pipeline: PipelineOpt = "naive",
+    store: StoreOpt = None,
+    collection: CollectionOpt = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Remove these documents from the index.")] = False,
+) -> None:
+    """Chunk, embed and index documents; unchanged files are skipped, changed ones replaced."""
+    from ragkit import build
+
+    spec = _spec(pipeline, store, collection)
+    report = build.ingestor(spec).ingest([str(p) for p in paths], progress=sys.stderr.isatty(), delete=delete)
+    for issue in report.issues:
+        typer.secho(f"skipped {issue.path}: {issue.reason}", err=True, fg=typer.colors.YELLOW)
+    typer.echo(
+        f"{spec.store.location} [{spec.store.collection}]: "
+        f"{report.documents_added} added, {report.documents_replaced} replaced, "
+        f"{report.documents_unchanged} unchanged, {report.documents_deleted} deleted, "
+        f"{report.chunks_added} chunks written in {report.seconds:.1f}s"
+    )
+
+
+@app.command()
+@_one_line_errors
+def query(
+    question: Annotated[str | None, typer.Argument(help="The question.")] = None,
+    pipeline: PipelineOpt = "naive",
+    store: StoreOpt = None,
+    collection: CollectionOpt = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k")] = None,
+    questions: Annotated[
+        Path | None, typer.Option("--questions", help="JSONL of {question, answer?} to answer in one batch.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many from --questions.")] = None,
+    stream: Annotated[bool, typer.Option("--stream/--no-stream")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print answers as JSON lines.")] = False,
+) -> None:
+    """Answer a question (or a file of them) with cited sources and timings."""
+    from ragkit import build
+    from ragkit.report import print_answer, read_questions
+
+    if (question is None) == (questions is None):
+        raise ValueError("give either a question or --questions FILE")
+    rag = build.pipeline(_spec(pipeline, store, collection, top_k))
+    if question is not None and stream and not as_json and sys.stdout.isatty():
+        answer = None
+        for piece in rag.stream(question):
+            if piece.answer is None:
+                typer.echo(piece.text, nl=False)
+            else:
+                answer = piece.answer
+        typer.echo()
+        print_answer(answer, text_shown=True)
+        return
+    items = [{"question": question}] if question is not None else read_questions(questions, limit)
+    answers = rag.batch([item["question"] for item in items])
+    for item, answer in zip(items, answers, strict=True):
+        if as_json:
+            from ragkit.report import answer_record
+
+            typer.echo(json.dumps(answer_record(answer, item), ensure_ascii=False))
+        else:
+            print_answer(answer, reference=item.get("answer"))
+
+
+@app.command()
+@_one_line_errors
+def info(
+    pipeline: PipelineOpt = "naive",
+    store: StoreOpt = None,
+) -> None:
+    """Show the index's collections, their sizes and models, and the known pipelines."""
+    from ragkit import build
+    from ragkit.spec import pipeline_names
+
+    spec = _spec(pipeline, store, None)
+    typer.echo(f"store: {spec.store.location}")
+    for name, count, meta in build.store(spec).collections():
+        model = meta.get("embedding_model", "?") if meta else "?"
+        typer.echo(f"  {name}: {count} chunks, embeddings by {model}")
+    typer.echo(f"pipelines: {', '.join(pipeline_names())}")
+    g = spec.generator
+    typer.echo(f"pipeline {spec.name}: embedder {spec.embedder.model} ({spec.embedder.precision}), "
+               f"retriever {spec.retriever.kind} top-{spec.retriever.top_k}, "
+               f"generator {g.kind} {g.model or 'packaged'}{' at ' + g.base_url if g.base_url else ''}")
+
+
+if __name__ == "__main__":
+    app()

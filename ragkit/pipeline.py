@@ -1,0 +1,142 @@
+"""The RAG pipeline: query → (rewrite) → retrieve → (rerank) → assemble → generate → cited answer.
+
+Every component is itself a Runnable, and so is the pipeline, so it can be invoked, batched,
+streamed and composed with `|` like any langchain-core runnable. `batch` hands the whole batch
+to each component, so the embedder and the generator see every query at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import patch_config
+from pydantic import ConfigDict, Field
+
+from ragkit.prompting import PromptAssembler, cite
+from ragkit.types import Answer, AnswerChunk, Prompt, Query, Retrieved
+
+PipelineInput = Query | str | Mapping[str, Any]
+
+
+def to_query(value: PipelineInput) -> Query:
+    """Accept a string, a `Query`, or an OpenAI/LangChain-style mapping with a `question`."""
+    if isinstance(value, Query):
+        query = value
+    elif isinstance(value, str):
+        query = Query(value)
+    elif isinstance(value, Mapping) and "question" in value:
+        history = tuple((str(r), str(c)) for r, c in value.get("history", ()))
+        query = Query(str(value["question"]), history, value.get("filters"))
+    else:
+        raise TypeError(f"expected a question string, Query or {{'question': ...}}, got {value!r}")
+    if not query.question.strip():
+        raise ValueError("the question is empty")
+    return query
+
+
+class RAGPipeline(RunnableSerializable[PipelineInput, Answer]):
+    """Retrieval-augmented generation from composable parts.
+
+    `rewriter` maps a Query to search queries (several are fused by reciprocal rank fusion);
+    `reranker` maps `{"query", "retrieved"}` to a re-ordered shortlist. Both are optional.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    retriever: Runnable
+    generator: Runnable
+    assembler: PromptAssembler = Field(default_factory=PromptAssembler)
+    rewriter: Runnable | None = None
+    reranker: Runnable | None = None
+    top_k: int = 5
+    pipeline_name: str = "pipeline"
+
+    # ---- Runnable protocol -------------------------------------------------------------
+    def invoke(
+        self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Answer:
+        return self.batch([input], config)[0]
+
+    def batch(
+        self,
+        inputs: list[PipelineInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Answer]:
+        if not inputs:
+            return []
+        return self._batch_with_config(self._run_batch, inputs, config, return_exceptions=return_exceptions)
+
+    def stream(
+        self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[AnswerChunk]:
+        query = to_query(input)
+        retrieved = self.retrieve([query], config)[0]
+        prompt = self.assembler.assemble(query.question, retrieved, history=query.history)
+        for piece in self.generator.stream(prompt, config):
+            if piece.answer is None:
+                yield piece
+            else:
+                yield AnswerChunk("", self._finish(piece.answer, query, prompt, retrieved))
+
+    # ---- steps ------------------------------------------------------------------------
+    def _run_batch(
+        self, inputs: list[PipelineInput], config: list[RunnableConfig] | RunnableConfig | None = None
+    ) -> list[Answer]:
+        child = patch_config(config[0] if isinstance(config, list) else config)
+        queries = [to_query(x) for x in inputs]
+        retrieved = self.retrieve(queries, child)
+        prompts = [
+            self.assembler.assemble(q.question, hits, history=q.history)
+            for q, hits in zip(queries, retrieved, strict=True)
+        ]
+        answers = self.generator.batch(prompts, child)
+        return [
+            self._finish(a, q, p, r)
+            for a, q, p, r in zip(answers, queries, prompts, retrieved, strict=True)
+        ]
+
+    def retrieve(
+        self, queries: Sequence[Query], config: RunnableConfig | None = None
+    ) -> list[list[Retrieved]]:
+        """Search (after rewriting) and rerank for each query; one retriever batch for all."""
+        if self.rewriter is None:
+            search = [[q] for q in queries]
+        else:
+            search = [
+                [dataclasses.replace(q, question=s) for s in rewritten]
+                for q, rewritten in zip(queries, self.rewriter.batch(list(queries), config), strict=True)
+            ]
+        flat = [s for group in search for s in group]
+        hits = self.retriever.batch(flat, config)
+        results: list[list[Retrieved]] = []
+        i = 0
+        for group in search:
+            lists = hits[i : i + len(group)]
+            i += len(group)
+            results.append(_fuse(lists, self.top_k) if len(lists) > 1 else list(lists[0]))
+        if self.reranker is not None:
+            results = self.reranker.batch(
+                [{"query": q.question, "retrieved": r} for q, r in zip(queries, results, strict=True)],
+                config,
+            )
+        return [r[: self.top_k] for r in results]
+
+    def _finish(self, answer: Answer, query: Query, prompt: Prompt, retrieved: list[Retrieved]) -> Answer:
+        return dataclasses.replace(
+            answer,
+            citations=cite(answer.text, prompt.segments),
+            question=query.question,
+            retrieved=tuple(retrieved),
+        )
+
+
+def _fuse(lists: Sequence[Sequence[Retrieved]], top_k: int) -> list[Retrieved]:
+    from ragkit.retrieval.fusion import reciprocal_rank_fusion
+
+    return reciprocal_rank_fusion(lists, top_k=top_k)

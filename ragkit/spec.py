@@ -1,0 +1,137 @@
+"""Pipeline specs: typed, validated YAML that names every component and its settings, so the same
+spec runs embedded on a laptop or against remote services (a chroma server, an OpenAI-compatible
+generator) by changing only locations."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ragkit.errors import ConfigError
+from ragkit.models import DEFAULT_EMBEDDING_MODEL
+
+PIPELINES_DIR = Path(__file__).resolve().parents[1] / "pipelines"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSpec(_Spec):
+    location: str = ".ragkit/chroma"  # a folder, or http(s)://host:port of a chroma server
+    collection: str = "ragkit"
+
+    @field_validator("collection")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not 3 <= len(value) <= 63:
+            raise ValueError(f"collection names have 3 to 63 characters, got {value!r}")
+        return value
+
+
+class EmbedderSpec(_Spec):
+    model: str = DEFAULT_EMBEDDING_MODEL
+    precision: Literal["float32", "bfloat16"] = "bfloat16"
+    batch_size: int = Field(64, gt=0)
+    query_prefix: str = ""
+    passage_prefix: str = ""
+
+
+class ChunkerSpec(_Spec):
+    chunk_tokens: int = Field(256, gt=8, le=8192)
+    overlap_tokens: int = Field(32, ge=0)
+    respect_sentences: bool = True
+
+
+class RetrieverSpec(_Spec):
+    kind: Literal["dense", "bm25", "hybrid"] = "dense"
+    top_k: int = Field(5, gt=0, le=200)
+    candidate_k: int = Field(20, gt=0, le=1000)
+
+
+class GeneratorSpec(_Spec):
+    kind: Literal["local", "openai", "vllm"] = "local"
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    max_new_tokens: int = Field(256, gt=0, le=8192)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    timeout_s: float = Field(120.0, gt=0)
+    prefix_cache_mb: int = Field(512, ge=0)
+
+
+class PromptSpec(_Spec):
+    layout: Literal["prepend", "append"] = "append"
+    system: str | None = None
+    instruction: str | None = None
+
+
+class PipelineSpec(_Spec):
+    name: str = "pipeline"
+    description: str = ""
+    store: StoreSpec = StoreSpec()
+    embedder: EmbedderSpec = EmbedderSpec()
+    chunker: ChunkerSpec = ChunkerSpec()
+    retriever: RetrieverSpec = RetrieverSpec()
+    generator: GeneratorSpec = GeneratorSpec()
+    prompt: PromptSpec = PromptSpec()
+
+    def with_store(self, location: str | None = None, collection: str | None = None) -> PipelineSpec:
+        """The same pipeline against another index (a CLI `--store`/`--collection` override)."""
+        store = self.store.model_copy(
+            update={k: v for k, v in {"location": location, "collection": collection}.items() if v}
+        )
+        return self.model_copy(update={"store": store})
+
+
+def pipeline_names() -> list[str]:
+    return sorted(p.stem for p in _pipelines_dir().glob("*.yaml"))
+
+
+def load_spec(name_or_path: str | Path) -> PipelineSpec:
+    """Read a spec from a YAML file, or by name from `pipelines/`; errors name file, key, reason."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        candidate = _pipelines_dir() / f"{name_or_path}.yaml"
+        if not candidate.is_file():
+            known = ", ".join(pipeline_names()) or "none"
+            raise ConfigError(f"unknown pipeline {str(name_or_path)!r}: not a file, and not one of: {known}")
+        path = candidate
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{where}: invalid YAML: {reason}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a pipeline spec is a mapping of keys, got {type(raw).__name__}")
+    raw.setdefault("name", path.stem)
+    return parse_spec(raw, origin=str(path))
+
+
+def parse_spec(raw: dict[str, Any], origin: str = "<spec>") -> PipelineSpec:
+    try:
+        return PipelineSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        reason = first["msg"]
+        if first["type"] == "extra_forbidden":
+            reason = "unknown key"
+        value = first.get("input")
+        shown = "" if first["type"] == "extra_forbidden" or isinstance(value, dict) else f" (got {value!r})"
+        more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{origin}: {key}: {reason}{shown}{more}") from exc
+
+
+def _pipelines_dir() -> Path:
+    return Path(os.environ.get("RAGKIT_PIPELINES", PIPELINES_DIR))

@@ -1,0 +1,57 @@
+from pathlib import Path
+
+import pytest
+
+from ragkit.errors import ConfigError
+from ragkit.spec import load_spec, pipeline_names
+
+
+def test_every_named_pipeline_loads():
+    names = pipeline_names()
+    assert "naive" in names
+    for name in names:
+        spec = load_spec(name)
+        assert spec.name == name
+
+
+def test_unknown_pipeline_names_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown pipeline 'nope'.*naive"):
+        load_spec("nope")
+
+
+def test_bad_yaml_names_file_and_line(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("retriever:\n  kind: dense\n   top_k: [\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: line \d+: invalid YAML"):
+        load_spec(bad)
+
+
+def test_unknown_key_names_file_and_key(tmp_path: Path):
+    spec = tmp_path / "p.yaml"
+    spec.write_text("retriever:\n  kind: dense\n  topk: 3\n")
+    with pytest.raises(ConfigError, match=r"p\.yaml: retriever\.topk: unknown key"):
+        load_spec(spec)
+
+
+def test_bad_value_names_key_and_value(tmp_path: Path):
+    spec = tmp_path / "p.yaml"
+    spec.write_text("retriever:\n  top_k: 0\n")
+    with pytest.raises(ConfigError, match=r"retriever\.top_k: .*greater than 0.*got 0"):
+        load_spec(spec)
+    spec.write_text("generator:\n  kind: gpt5\n")
+    with pytest.raises(ConfigError, match=r"generator\.kind"):
+        load_spec(spec)
+
+
+def test_non_mapping_spec_is_rejected(tmp_path: Path):
+    spec = tmp_path / "p.yaml"
+    spec.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_spec(spec)
+
+
+def test_store_override_keeps_everything_else():
+    spec = load_spec("naive")
+    moved = spec.with_store("http://127.0.0.1:9", "other")
+    assert moved.store.location == "http://127.0.0.1:9" and moved.store.collection == "other"
+    assert moved.retriever == spec.retriever and moved.generator == spec.generator
