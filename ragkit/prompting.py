@@ -22,7 +22,9 @@ INSTRUCTION_EN = (
     "Answer the question using only the numbered passages. Cite the passages you use as [1], [2]. "
     "If the passages do not contain the answer, say that you do not know."
 )
-INSTRUCTION_ZH = "请只根据编号资料回答问题，并用[1]、[2]标注所引用的资料。如果资料中没有答案，请回答不知道。"
+INSTRUCTION_ZH = (
+    "请只根据编号资料回答问题，并用[1]、[2]标注所引用的资料。如果资料中没有答案，请回答不知道。"
+)
 
 PASSAGE_TEMPLATE = "[{number}] ({name})\n{text}\n\n"
 
@@ -73,7 +75,8 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
             input["question"],
             input.get("retrieved", ()),
             history=input.get("history", ()),
-            instruction=input.get("instruction"),
+            task_prompt=input.get("task_prompt"),
+            cue=input.get("cue"),
         )
 
     def assemble(
@@ -82,23 +85,30 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
         retrieved: Sequence[Retrieved],
         *,
         history: Sequence[tuple[str, str]] = (),
-        instruction: str | None = None,
+        task_prompt: str | None = None,
+        cue: str | None = None,
     ) -> Prompt:
+        """`task_prompt`, when given, is the whole text before the passages (it already holds
+        the task's input, as evaluation tasks do), and `cue` the text after them."""
         chinese = is_cjk(question)
-        if instruction is None:
-            instruction = self.instruction
+        instruction = self.instruction
         if instruction is None:
             instruction = INSTRUCTION_ZH if chinese else INSTRUCTION_EN
         system = self.system if self.system is not None else (SYSTEM_ZH if chinese else SYSTEM_EN)
         segments = self.segments(retrieved)
         conversation = _render_history(history, chinese)
-        q_label, p_label, a_label = ("问题", "资料", "回答") if chinese else ("Question", "Passages", "Answer")
-        if self.layout == "append":
+        q_label, p_label, a_label = (
+            ("问题", "资料", "回答") if chinese else ("Question", "Passages", "Answer")
+        )
+        answer_cue = cue if cue is not None else f"{a_label}:"
+        if task_prompt is not None:
+            prefix, suffix = conversation + task_prompt, answer_cue
+        elif self.layout == "append":
             prefix = f"{instruction}\n\n{conversation}{q_label}: {question}\n\n{p_label}:\n"
-            suffix = f"{a_label}:"
+            suffix = answer_cue
         else:
             prefix = f"{instruction}\n\n{conversation}{p_label}:\n"
-            suffix = f"{q_label}: {question}\n{a_label}:"
+            suffix = f"{q_label}: {question}\n{answer_cue}"
         return Prompt(system, prefix, segments, suffix, question, self.layout)
 
     def extend(self, prompt: Prompt, retrieved: Sequence[Retrieved]) -> Prompt:
@@ -125,7 +135,10 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
             chunk = hit.chunk
             text = chunk.text.strip()[: self.max_passage_chars]
             rendered = self.passage_template.format(
-                number=number, name=Path(chunk.source.split("#")[0]).name, source=chunk.source, text=text
+                number=number,
+                name=Path(chunk.source.split("#")[0]).name,
+                source=chunk.source,
+                text=text,
             )
             out.append(Segment(number, chunk.id, chunk.doc_id, chunk.source, rendered))
         return tuple(out)

@@ -20,7 +20,10 @@ def print_answer(answer: Answer, *, reference: str | None = None, text_shown: bo
         console.print(f"[bold]A:[/bold] {answer.text.strip()}", highlight=False)
     if reference is not None:
         hit = reference.lower() in answer.text.lower()
-        console.print(f"   reference: {reference} ({'found' if hit else 'not found'} in the answer)", highlight=False)
+        console.print(
+            f"   reference: {reference} ({'found' if hit else 'not found'} in the answer)",
+            highlight=False,
+        )
     cited = {c.number for c in answer.citations}
     for number, hit in enumerate(answer.retrieved, start=1):
         mark = "*" if number in cited else " "
@@ -46,10 +49,12 @@ def answer_record(answer: Answer, item: dict[str, Any] | None = None) -> dict[st
         "question": answer.question,
         "output": answer.text,
         "citations": [
-            {"number": c.number, "chunk_id": c.chunk_id, "source": c.source} for c in answer.citations
+            {"number": c.number, "chunk_id": c.chunk_id, "source": c.source}
+            for c in answer.citations
         ],
         "retrieved": [
-            {"chunk_id": r.chunk.id, "source": r.chunk.source, "score": r.score} for r in answer.retrieved
+            {"chunk_id": r.chunk.id, "source": r.chunk.source, "score": r.score}
+            for r in answer.retrieved
         ],
         "usage": {
             "prompt_tokens": u.prompt_tokens,

@@ -70,6 +70,24 @@ class PromptSpec(_Spec):
     instruction: str | None = None
 
 
+class RewriteSpec(_Spec):
+    mode: Literal["rewrite", "multi-query", "hyde"] = "rewrite"
+    n: int = Field(3, gt=0, le=10)  # rewrites for multi-query
+    template: str | None = None
+    max_new_tokens: int = Field(96, gt=0, le=1024)
+
+
+class RerankSpec(_Spec):
+    kind: Literal["cross-encoder", "embedder", "llm-judge", "rrf"] = "embedder"
+    model: str | None = None
+    candidates: int = Field(20, gt=0, le=500)
+
+
+class IterateSpec(_Spec):
+    rounds: int = Field(2, gt=0, le=10)
+    stop_when_stable: bool = True
+
+
 class PipelineSpec(_Spec):
     name: str = "pipeline"
     description: str = ""
@@ -79,8 +97,13 @@ class PipelineSpec(_Spec):
     retriever: RetrieverSpec = RetrieverSpec()
     generator: GeneratorSpec = GeneratorSpec()
     prompt: PromptSpec = PromptSpec()
+    rewrite: RewriteSpec | None = None
+    rerank: RerankSpec | None = None
+    iterate: IterateSpec | None = None
 
-    def with_store(self, location: str | None = None, collection: str | None = None) -> PipelineSpec:
+    def with_store(
+        self, location: str | None = None, collection: str | None = None
+    ) -> PipelineSpec:
         """The same pipeline against another index (a CLI `--store`/`--collection` override)."""
         store = self.store.model_copy(
             update={k: v for k, v in {"location": location, "collection": collection}.items() if v}
@@ -99,7 +122,9 @@ def load_spec(name_or_path: str | Path) -> PipelineSpec:
         candidate = _pipelines_dir() / f"{name_or_path}.yaml"
         if not candidate.is_file():
             known = ", ".join(pipeline_names()) or "none"
-            raise ConfigError(f"unknown pipeline {str(name_or_path)!r}: not a file, and not one of: {known}")
+            raise ConfigError(
+                f"unknown pipeline {str(name_or_path)!r}: not a file, and not one of: {known}"
+            )
         path = candidate
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -128,7 +153,11 @@ def parse_spec(raw: dict[str, Any], origin: str = "<spec>") -> PipelineSpec:
         if first["type"] == "extra_forbidden":
             reason = "unknown key"
         value = first.get("input")
-        shown = "" if first["type"] == "extra_forbidden" or isinstance(value, dict) else f" (got {value!r})"
+        shown = (
+            ""
+            if first["type"] == "extra_forbidden" or isinstance(value, dict)
+            else f" (got {value!r})"
+        )
         more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(f"{origin}: {key}: {reason}{shown}{more}") from exc
 

@@ -55,6 +55,10 @@ class Query:
     question: str
     history: tuple[tuple[str, str], ...] = ()  # (role, content) of earlier turns
     filters: Mapping[str, Any] | None = None
+    # A task prompt (e.g. "continue this news text … Documents:") that replaces the default
+    # instruction-and-question prefix, and the cue that follows the passages.
+    instruction: str | None = None
+    cue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +107,8 @@ class Prompt:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token and time accounting for one generation; `cached_prompt_tokens` were reused, not computed."""
+    """Token and time accounting for one generation; `cached_prompt_tokens` were reused from a
+    KV cache, not computed."""
 
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0

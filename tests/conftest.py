@@ -45,3 +45,20 @@ def local_generator():
     from ragkit.generation.local import LocalGenerator
 
     return LocalGenerator(max_new_tokens=48)
+
+
+@pytest.fixture(scope="session")
+def bundled_spec(tmp_path_factory, bundled_corpus, embedder, local_generator):
+    """The `naive` spec pointed at a fresh index of the bundled corpus, built once per run.
+
+    The build registry is primed with the session's embedder and generator so pipelines built
+    from specs share the already loaded models.
+    """
+    from ragkit import build
+    from ragkit.spec import load_spec
+
+    spec = load_spec("naive").with_store(str(tmp_path_factory.mktemp("bundled-index")))
+    build.register_embedder(spec.embedder, embedder)
+    build.register_generator(spec.generator, local_generator)
+    build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)
+    return spec

@@ -39,18 +39,24 @@ def test_extend_keeps_earlier_prompt_as_prefix():
 
 
 def test_chinese_question_gets_chinese_instructions():
-    prompt = PromptAssembler().assemble("体育类电子消费券的总金额是多少？", [hit(0, "西安发放500万元")])
+    prompt = PromptAssembler().assemble(
+        "体育类电子消费券的总金额是多少？", [hit(0, "西安发放500万元")]
+    )
     assert "问题" in prompt.prefix and "资料" in prompt.prefix
     assert prompt.system.startswith("你")
 
 
 def test_history_lands_in_the_stable_prefix():
-    prompt = PromptAssembler().assemble("And then?", [hit(0)], history=[("user", "Hi"), ("assistant", "Hello")])
+    prompt = PromptAssembler().assemble(
+        "And then?", [hit(0)], history=[("user", "Hi"), ("assistant", "Hello")]
+    )
     assert "user: Hi\nassistant: Hello" in prompt.prefix
 
 
 def test_cite_maps_numbers_to_segments_and_drops_unknown():
-    prompt = PromptAssembler().assemble("q", [hit(0, source="/x/one.md"), hit(1, source="/x/two.md")])
+    prompt = PromptAssembler().assemble(
+        "q", [hit(0, source="/x/one.md"), hit(1, source="/x/two.md")]
+    )
     citations = cite("It is A [2], see also [1, 2] and [7].", prompt.segments)
     assert [(c.number, c.source) for c in citations] == [(2, "/x/two.md"), (1, "/x/one.md")]
     assert cite("no markers", prompt.segments) == ()

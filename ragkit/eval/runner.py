@@ -1,0 +1,226 @@
+"""Runs pipelines over an evaluation suite and writes a run folder: per-item JSONL (the cache
+that lets an interrupted run resume), a summary JSON, a Markdown report and comparison plots."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragkit import build
+from ragkit.eval import reporting, tasks
+from ragkit.eval.datasets import Suite
+from ragkit.eval.scoring import batch_scores
+from ragkit.eval.tasks import EvalItem
+from ragkit.report import answer_record
+from ragkit.spec import PipelineSpec, load_spec
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    run_dir: Path
+    records: list[dict[str, Any]]
+    summary: dict[str, Any]
+    report: str
+    plots: list[Path]
+    computed: int  # items run in this call; the rest came from the run folder's cache
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    batch_size: int = 4
+    use_ragas: bool = True
+    judge_url: str | None = None
+    questeval: bool = True
+    similarity: bool = True
+
+
+def default_run_dir(suite: Suite, pipelines: Sequence[str], limit: int | None, root: Path) -> Path:
+    """The same suite, pipelines and limit give the same folder, so re-running resumes."""
+    key = json.dumps([suite.name, list(pipelines), limit])
+    digest = hashlib.sha1(key.encode()).hexdigest()[:8]
+    return root / f"{suite.name}-{'-'.join(Path(p).stem for p in pipelines)}-{digest}"
+
+
+def limit_items(items: Iterable[EvalItem], limit: int | None) -> list[EvalItem]:
+    """At most `limit` items of each task kind, in file order."""
+    if limit is None:
+        return list(items)
+    counts: dict[str, int] = {}
+    out = []
+    for item in items:
+        if counts.get(item.task, 0) < limit:
+            counts[item.task] = counts.get(item.task, 0) + 1
+            out.append(item)
+    return out
+
+
+def pipeline_input(item: EvalItem) -> dict[str, Any]:
+    return {
+        "question": tasks.query(item),
+        "instruction": tasks.instruction(item),
+        "cue": tasks.cue(item),
+    }
+
+
+class EvalRunner:
+    """Evaluates named pipelines on one suite; the index of the suite's corpus is built (or
+    found up to date) once per embedder/chunker setting."""
+
+    def __init__(
+        self,
+        suite: Suite,
+        pipelines: Sequence[str | PipelineSpec],
+        run_dir: Path,
+        *,
+        store_location: str | None = None,
+        options: EvalOptions | None = None,
+        documents: Callable[[], Iterable[Any]] | None = None,
+    ) -> None:
+        if not pipelines:
+            raise ValueError("give at least one pipeline")
+        self.suite = suite
+        self.specs = [p if isinstance(p, PipelineSpec) else load_spec(p) for p in pipelines]
+        names = [s.name for s in self.specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"pipeline names repeat: {names}")
+        self.run_dir = run_dir
+        self.store_location = store_location or str(Path(".ragkit") / "eval" / suite.name)
+        self.options = options or EvalOptions()
+        self.documents = documents
+
+    def index_spec(self, spec: PipelineSpec) -> PipelineSpec:
+        """Point a pipeline at the suite's index; one collection per embedding and chunking."""
+        key = json.dumps([spec.embedder.model, spec.chunker.model_dump()], sort_keys=True)
+        collection = f"{self.suite.name}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+        return spec.with_store(self.store_location, collection)
+
+    def ensure_index(self, spec: PipelineSpec, progress: bool) -> None:
+        ingestor = build.ingestor(spec)
+        if self.documents is not None:
+            ingestor.ingest_documents(self.documents(), progress=progress)
+        elif self.suite.corpus is not None:
+            ingestor.ingest([str(self.suite.corpus)], progress=progress)
+
+    def run(self, items: Sequence[EvalItem], *, progress: bool = True) -> EvalResult:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cache_path = self.run_dir / "items.jsonl"
+        records = _read_records(cache_path)
+        done = {(r["pipeline"], r["item_id"]) for r in records}
+        todo = [(s, i) for s in self.specs for i in items if (s.name, i.id) not in done]
+        computed = 0
+        with (
+            _progress(progress, len(todo), len(done)) as advance,
+            cache_path.open("a", encoding="utf-8") as out,
+        ):
+            for spec in self.specs:
+                pending = [i for i in items if (spec.name, i.id) not in done]
+                if not pending:
+                    continue
+                spec = self.index_spec(spec)
+                self.ensure_index(spec, progress)
+                rag = build.pipeline(spec)
+                for start in range(0, len(pending), self.options.batch_size):
+                    batch = pending[start : start + self.options.batch_size]
+                    for record in self._run_batch(spec, rag, batch):
+                        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                        records.append(record)
+                    out.flush()
+                    computed += len(batch)
+                    advance(len(batch))
+        return self.write_report(records, computed)
+
+    def _run_batch(
+        self, spec: PipelineSpec, rag: Any, batch: list[EvalItem]
+    ) -> list[dict[str, Any]]:
+        began = time.perf_counter()
+        answers = rag.batch([pipeline_input(i) for i in batch])
+        latency = (time.perf_counter() - began) / len(batch)
+        scores = batch_scores(
+            batch,
+            answers,
+            embedder=build.embedder(spec) if self.options.similarity else None,
+            questeval_generator=build.generator(spec) if self.options.questeval else None,
+            use_ragas=self.options.use_ragas,
+            judge_url=self.options.judge_url,
+        )
+        return [
+            {
+                **answer_record(answer),
+                "pipeline": spec.name,
+                "item_id": item.id,
+                "task": item.task,
+                "query": tasks.query(item),
+                "reference": item.reference,
+                "gold_sources": list(item.gold_sources),
+                "latency_s": latency,
+                "scores": score,
+            }
+            for item, answer, score in zip(batch, answers, scores, strict=True)
+        ]
+
+    def write_report(self, records: list[dict[str, Any]], computed: int) -> EvalResult:
+        names = {s.name for s in self.specs}
+        mine = [r for r in records if r["pipeline"] in names]
+        summary = reporting.summarize(mine)
+        reporting.write_summary(summary, self.run_dir / "summary.json")
+        notes = [
+            f"suite: {self.suite.name} ({len({r['item_id'] for r in mine})} items)",
+            "latency is per item, averaged over each batch",
+        ]
+        report = reporting.markdown_report(
+            summary, title=f"ragkit eval: {self.suite.name}", notes=notes
+        )
+        (self.run_dir / "report.md").write_text(report, encoding="utf-8")
+        plots = reporting.plot_comparison(summary, self.run_dir)
+        return EvalResult(self.run_dir, mine, summary, report, plots, computed)
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    """Records cached by an earlier run; a line cut short by a kill is dropped (and rewritten
+    away) so its item is recomputed."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    records, broken = [], False
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            broken = True
+    if broken or (text and not text.endswith("\n")):
+        path.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+        )
+    return records
+
+
+class _progress:
+    """A rich progress bar with an ETA, or nothing when output is not a terminal."""
+
+    def __init__(self, enabled: bool, total: int, already: int) -> None:
+        self.enabled, self.total, self.already = enabled, total, already
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self.bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
+        self.bar.start()
+        label = f"evaluating ({self.already} cached)" if self.already else "evaluating"
+        task = self.bar.add_task(label, total=self.total)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()
