@@ -1,0 +1,329 @@
+"""Turn files and folders (txt, md, html, pdf, json, jsonl) into Documents with stable ids."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragkit.errors import InputError
+from ragkit.types import Document
+
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+RESERVED_KEYS = ("source", "content_hash", "format", "file_name")
+FORMATS = {
+    ".txt": "text",
+    ".md": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".json": "json",
+    ".jsonl": "jsonl",
+}
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+_NO_BOM_UNICODE = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le", "utf_7"]
+_WESTERN_PUNCT = set("\u00a0¡¢£¤¥¦§¨©ª«¬\u00ad®¯°±²³´µ¶·¸¹º»¼½¾¿×÷‘’‚“”„†‡•…‰‹›€™–—ˆ˜")
+_ALLOWED_CONTROLS = set("\t\n\r\f\v")
+_HTML_DROP = ("script", "style", "noscript", "template", "head")
+_HTML_BLOCKS = (
+    "p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header",
+    "footer", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "hr", "td", "th",
+    "dd", "dt", "figcaption", "main", "nav", "aside",
+)  # fmt: skip
+_SPACES = re.compile(r"[ \t\f\v\u00a0]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+logger = logging.getLogger("ragkit")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadIssue:
+    """A file or record that was skipped, and why; loading goes on past it."""
+
+    path: str
+    reason: str
+
+
+class _Skip(Exception):
+    """A whole file cannot become documents; the message is the reason."""
+
+
+def load_documents(
+    paths: Iterable[str | Path],
+    *,
+    text_field: str = "text",
+    on_issue: Callable[[LoadIssue], None] | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Iterator[Document]:
+    """Yield one Document per text file, or per record of a JSON/JSONL file.
+
+    Paths are checked here, before iteration starts, so a typo fails at once rather than after
+    a long ingestion. Files that cannot be read (empty, binary, too large, malformed) are
+    reported through `on_issue` (logged on the "ragkit" logger when None) and skipped.
+    """
+    if max_bytes <= 0:
+        raise ValueError(f"max_bytes must be > 0, but got {max_bytes}")
+    if not text_field:
+        raise ValueError(f"text_field must be a non-empty string, but got {text_field!r}")
+    roots = [Path(p).expanduser() for p in ([paths] if isinstance(paths, str | Path) else paths)]
+    for root in roots:
+        if not root.exists():
+            raise InputError(f"{root}: no such file or folder")
+        if root.is_file() and root.suffix.lower() not in FORMATS:
+            known = ", ".join(sorted(FORMATS))
+            raise InputError(f"{root}: unsupported file type {root.suffix!r} (expected {known})")
+    report = on_issue if on_issue is not None else _log_issue
+    return _iter_documents(roots, text_field, report, max_bytes)
+
+
+def _log_issue(issue: LoadIssue) -> None:
+    logger.warning("skipped %s: %s", issue.path, issue.reason)
+
+
+def _iter_documents(
+    roots: list[Path], text_field: str, report: Callable[[LoadIssue], None], max_bytes: int
+) -> Iterator[Document]:
+    seen: set[Path] = set()
+    for root in roots:
+        for path in _walk(root):
+            resolved = path.resolve()
+            if resolved in seen:
+                continue
+            seen.add(resolved)
+            try:
+                yield from _load_file(resolved, text_field, report, max_bytes)
+            except _Skip as skip:
+                report(LoadIssue(str(resolved), str(skip)))
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Files under `root` in sorted order, so ids and chunk order repeat run to run."""
+    if root.is_file():
+        yield root
+        return
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(folder, name)
+            if not name.startswith(".") and path.suffix.lower() in FORMATS:
+                yield path
+
+
+def _load_file(
+    path: Path, text_field: str, report: Callable[[LoadIssue], None], max_bytes: int
+) -> Iterator[Document]:
+    source = str(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise _Skip(f"too large ({size} bytes > max_bytes {max_bytes})")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _Skip(f"unreadable: {exc.strerror or exc}") from exc
+    fmt = FORMATS[path.suffix.lower()]
+    base = {"format": fmt, "file_name": path.name}
+    if fmt in ("text", "markdown"):
+        text, encoding = _decode(data)
+        yield _document(source, text, {**base, "encoding": encoding})
+    elif fmt == "html":
+        text, title = _html_text(data)
+        yield _document(source, text, {**base, "title": title} if title else base)
+    elif fmt == "pdf":
+        text, extra = _pdf_text(data)
+        yield _document(source, text, {**base, **extra})
+    else:
+        text, encoding = _decode(data)
+        for index, record, where in _records(text, fmt, source, report):
+            value = record.get(text_field)
+            if not isinstance(value, str):
+                report(LoadIssue(source, f"{where}: no string field {text_field!r}"))
+                continue
+            if not value.strip():
+                report(LoadIssue(source, f"{where}: empty {text_field!r}"))
+                continue
+            fields = _scalar_fields(record, text_field)
+            try:
+                yield _document(f"{source}#{index}", value, {**fields, **base})
+            except _Skip as skip:
+                report(LoadIssue(source, f"{where}: {skip}"))
+
+
+def _document(source: str, text: str, extra: dict[str, Any]) -> Document:
+    if not text.strip():
+        raise _Skip("empty")
+    content_hash = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    source_hash = hashlib.sha1(source.encode("utf-8", "surrogatepass")).hexdigest()
+    metadata = {**extra, "source": source, "content_hash": content_hash}
+    return Document(id=f"{source_hash[:12]}-{content_hash[:16]}", text=text, metadata=metadata)
+
+
+def _decode(data: bytes) -> tuple[str, str]:
+    """Decode bytes as UTF-8 (BOM aware), GB18030, Windows-1252, else charset-normalizer's guess.
+
+    GB18030 and Windows-1252 are tried first by rule because statistical detection cannot tell
+    them apart in short texts (a two-character Chinese file comes out as Big5 or Shift-JIS);
+    the rules only accept a decoding that looks like real Chinese or Western text. Raises
+    `_Skip` for binary content: NUL bytes without a UTF-16/32 BOM, no plausible encoding, or a
+    decoding full of control characters.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return _checked(data.decode(encoding)), encoding
+            except UnicodeDecodeError as exc:
+                raise _Skip("binary or undecodable") from exc
+    if not data.strip():
+        raise _Skip("empty")
+    if b"\x00" in data:
+        raise _Skip("binary or undecodable")
+    try:
+        return _checked(data.decode("utf-8")), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    for encoding, plausible in (("gb18030", _looks_chinese), ("cp1252", _looks_western)):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if plausible(text[:65536]):
+            return _checked(text), encoding
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data, cp_exclusion=_NO_BOM_UNICODE).best()
+    if best is None:
+        raise _Skip("binary or undecodable")
+    return _checked(str(best)), best.encoding
+
+
+def _looks_chinese(sample: str) -> bool:
+    """Nearly every non-ASCII character is in GB2312, the common simplified-Chinese set."""
+    wide = [c for c in sample if ord(c) > 127]
+    if not wide:
+        return False
+    uncommon = 0
+    for c in wide:
+        try:
+            c.encode("gb2312")
+        except UnicodeEncodeError:
+            uncommon += 1
+    return uncommon * 20 <= len(wide)
+
+
+def _looks_western(sample: str) -> bool:
+    """Accented letters and typographic punctuation sprinkled through mostly ASCII text."""
+    wide = [c for c in sample if ord(c) > 127]
+    if len(wide) > len(sample) * 0.3:
+        return False
+    return all(c in _WESTERN_PUNCT or ("\u00c0" <= c <= "\u024f" and c.isalpha()) for c in wide)
+
+
+def _checked(text: str) -> str:
+    """Reject decodings that are mostly noise: real text has almost no control characters."""
+    sample = text[:65536]
+    bad = sum(
+        1
+        for c in sample
+        if c == "\ufffd" or (unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS)
+    )
+    if bad > max(2, len(sample) // 100):
+        raise _Skip("binary or undecodable")
+    return text
+
+
+def _html_text(data: bytes) -> tuple[str, str]:
+    """Visible text with block elements on their own lines; the <title> goes to metadata."""
+    from bs4 import BeautifulSoup
+
+    if b"\x00" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _Skip("binary or undecodable")
+    soup = BeautifulSoup(data, "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup.find_all(_HTML_DROP):
+        tag.decompose()
+    for tag in soup.find_all(_HTML_BLOCKS):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    lines = (_SPACES.sub(" ", line).strip() for line in soup.get_text().splitlines())
+    text = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+    return text, title
+
+
+def _pdf_text(data: bytes) -> tuple[str, dict[str, Any]]:
+    """Text of every page, pages separated by a blank line; page count (and title) as metadata."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise _Skip("encrypted PDF")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = (reader.metadata.title if reader.metadata else None) or ""
+    except (PdfReadError, ValueError, KeyError, OSError) as exc:
+        raise _Skip(f"unreadable PDF: {exc}") from exc
+    text = "\n\n".join(p.strip() for p in pages if p.strip())
+    if not text:
+        raise _Skip("empty (no extractable text; a scanned PDF needs OCR first)")
+    extra: dict[str, Any] = {"pages": len(pages)}
+    if isinstance(title, str) and title.strip():
+        extra["title"] = title.strip()
+    return text, extra
+
+
+def _records(
+    text: str, fmt: str, source: str, report: Callable[[LoadIssue], None]
+) -> Iterator[tuple[int, dict[str, Any], str]]:
+    """(index, object, where) for each JSON object; `where` names the record in issue messages."""
+    if fmt == "jsonl":
+        for index, line in enumerate(text.splitlines()):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                report(LoadIssue(source, f"line {index + 1}: invalid JSON ({exc.msg})"))
+                continue
+            if not isinstance(record, dict):
+                report(LoadIssue(source, f"line {index + 1}: not a JSON object"))
+                continue
+            yield index, record, f"line {index + 1}"
+        return
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Skip(f"invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from exc
+    if isinstance(parsed, dict):
+        yield 0, parsed, "object"
+        return
+    if not isinstance(parsed, list):
+        raise _Skip("expected a JSON object or a list of objects")
+    for index, record in enumerate(parsed):
+        if isinstance(record, dict):
+            yield index, record, f"index {index}"
+        else:
+            report(LoadIssue(source, f"index {index}: not a JSON object"))
+
+
+def _scalar_fields(record: dict[str, Any], text_field: str) -> dict[str, Any]:
+    """Scalar fields other than the text, as metadata; a field named like a reserved key is kept
+    under `record_<key>` so the loader's own provenance keys stay trustworthy."""
+    fields: dict[str, Any] = {}
+    for key, value in record.items():
+        if key == text_field or value is None or not isinstance(value, str | int | float | bool):
+            continue
+        fields[f"record_{key}" if key in RESERVED_KEYS else str(key)] = value
+    return fields
