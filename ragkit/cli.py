@@ -218,5 +218,39 @@ def eval_command(
     )
 
 
+@app.command()
+@_one_line_errors
+def serve(
+    pipelines: Annotated[
+        list[str] | None, typer.Option("--pipeline", "-p", help="Repeat to serve several.")
+    ] = None,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", envvar="RAGKIT_API_KEY", help="Require this bearer key."),
+    ] = None,
+    store: StoreOpt = None,
+    collection: CollectionOpt = None,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Waiting requests per model.")] = 8,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", help="Upper bound on max_tokens.")
+    ] = 1024,
+) -> None:
+    """Serve pipelines as an OpenAI-compatible chat endpoint with a chat page at /."""
+    from ragkit.serve.command import serve as run_server
+
+    run_server(
+        pipelines or ["naive"],
+        host=host,
+        port=port,
+        api_key=api_key,
+        store=store,
+        collection=collection,
+        max_queue=max_queue,
+        max_tokens=max_tokens,
+    )
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,79 @@
+"""`ragkit serve`: loads the named pipelines once and runs the chat server with uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Sequence
+
+from ragkit.errors import ConfigError
+
+log = logging.getLogger("ragkit.serve")
+
+
+def serve(
+    pipelines: Sequence[str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    store: str | None = None,
+    collection: str | None = None,
+    max_queue: int = 8,
+    max_tokens: int = 1024,
+    max_body_bytes: int = 1_000_000,
+    log_level: str = "info",
+    warm_up: bool = True,
+) -> None:
+    """Serve `pipelines` (names in `pipelines/` or YAML paths) until interrupted.
+
+    With `warm_up`, each pipeline retrieves once and generates one token before the server
+    starts listening, so models load (and a missing index fails) now rather than on the first
+    request.
+
+    Binding anything but a loopback address without an API key is refused: the endpoint runs a
+    model on request, so exposing it to a network must be a deliberate choice with a key.
+    """
+    if not pipelines:
+        raise ConfigError("serve: name at least one pipeline (--pipeline)")
+    if not 0 < port < 65536:
+        raise ConfigError(f"serve: --port must be within 1..65535, got {port}")
+    if api_key is not None and not api_key.strip():
+        raise ConfigError("serve: --api-key is empty")
+    if not _is_loopback(host) and api_key is None:
+        raise ConfigError(
+            f"serve: --host {host} is reachable from other machines; set --api-key to serve there"
+        )
+    import uvicorn
+
+    from ragkit.build import load_pipeline
+    from ragkit.serve.app import ServeSettings, create_app
+    from ragkit.types import Query
+
+    settings = ServeSettings(
+        api_key=api_key,
+        max_queue=max_queue,
+        max_tokens_limit=max_tokens,
+        max_body_bytes=max_body_bytes,
+    )
+    loaded = {}
+    for name in pipelines:
+        rag = load_pipeline(name, store_location=store, collection=collection)
+        if rag.pipeline_name in loaded:
+            raise ConfigError(f"serve: two pipelines are named {rag.pipeline_name!r}")
+        loaded[rag.pipeline_name] = rag
+        if warm_up:
+            log.info("warming up %s", rag.pipeline_name)
+            rag.retrieve([Query("warm up")])
+            rag.generator.invoke("Say OK.", max_new_tokens=1)
+    app = create_app(loaded, settings)
+    log.info("serving %s on http://%s:%d", ", ".join(loaded), host, port)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
