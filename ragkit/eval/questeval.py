@@ -1,0 +1,238 @@
+"""RAGQuestEval (CRUD-RAG's metric): how many of the reference's key facts a generated text
+lets a reader recover, judged by answering questions about the reference from each text."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ragkit.eval.metrics import token_f1
+from ragkit.text import is_cjk
+from ragkit.types import Prompt
+
+UNANSWERABLE_MARKERS = ("无法推断", "cannot infer")
+
+_PROMPTS = {
+    "zh": {
+        "answer_system": "你是一个严谨的阅读理解助手。",
+        "answer": (
+            "请只根据下面的文本回答问题。答案要尽量简短，只给出一个词或短语，不要解释。"
+            "如果文本中找不到答案，只回答“无法推断”。\n\n文本：{context}\n\n"
+        ),
+        "question": "问题：{question}\n答案：",
+        "generate": (
+            "阅读下面的文本，提出最多{n}个事实性问题，每个问题的答案都是文本中的一个短语"
+            "（人名、地点、时间、数字或事件）。每行写一个问题，不要写答案。\n\n文本：{text}\n\n问题："
+        ),
+    },
+    "en": {
+        "answer_system": "You are a careful reading-comprehension assistant.",
+        "answer": (
+            "Answer the question using only the text below. Reply with a short phrase, no "
+            'explanation. If the text does not contain the answer, reply exactly "cannot infer".'
+            "\n\nText: {context}\n\n"
+        ),
+        "question": "Question: {question}\nAnswer:",
+        "generate": (
+            "Read the text below and write at most {n} factual questions, each answered by a "
+            "short phrase from the text (a name, place, time, number or event). Write one "
+            "question per line and no answers.\n\nText: {text}\n\nQuestions:"
+        ),
+    },
+}
+
+_LIST_MARK = re.compile(
+    r"^\s*(?:[-*•]|\(?\d+[.)、:：．]|[（(]?\d+[）)]|q\d*[.:：]|问题\s*\d*[:：])\s*", re.I
+)
+
+
+@dataclass(frozen=True, slots=True)
+class QuestEvalResult:
+    """One item's scores with the questions and both answer lists, to show why it scored so."""
+
+    quest_recall: float
+    quest_f1: float
+    n_questions: int
+    questions: tuple[str, ...]
+    pred_answers: tuple[str, ...]
+    ref_answers: tuple[str, ...]
+
+    def scores(self) -> dict[str, float]:
+        return {"quest_recall": self.quest_recall, "quest_f1": self.quest_f1}
+
+
+def is_unanswerable(answer: str) -> bool:
+    """An answer counts as missing when it is empty or says the text cannot answer."""
+    text = answer.strip().lower()
+    return not text or any(marker in text for marker in UNANSWERABLE_MARKERS)
+
+
+def questeval_scores(pred_answers: Sequence[str], ref_answers: Sequence[str]) -> dict[str, float]:
+    """Score answers read from a generated text against answers read from the reference.
+
+    Questions the reference itself cannot answer are dropped (they test nothing).
+    `quest_recall` is the share of the rest answered from the output at all; `quest_f1` is the
+    mean token F1 against the reference answer, an unanswered question scoring 0. Both are NaN
+    when no question is left, so an empty item cannot pass as a perfect or a failed one.
+    """
+    if len(pred_answers) != len(ref_answers):
+        raise ValueError(
+            f"pred_answers and ref_answers differ in length: "
+            f"{len(pred_answers)} != {len(ref_answers)}"
+        )
+    pairs = [
+        (p, r) for p, r in zip(pred_answers, ref_answers, strict=True) if not is_unanswerable(r)
+    ]
+    if not pairs:
+        return {"quest_recall": math.nan, "quest_f1": math.nan, "n_questions": 0.0}
+    answered = [not is_unanswerable(p) for p, _ in pairs]
+    f1s = [token_f1(p, r) if ok else 0.0 for (p, r), ok in zip(pairs, answered, strict=True)]
+    return {
+        "quest_recall": sum(answered) / len(pairs),
+        "quest_f1": sum(f1s) / len(pairs),
+        "n_questions": float(len(pairs)),
+    }
+
+
+def _text_of(output: Any) -> str:
+    """The text of a generator's output: a ragkit Answer, a chat message or a plain string."""
+    if isinstance(output, str):
+        return output
+    text = getattr(output, "text", None)
+    if isinstance(text, str):
+        return text
+    content = getattr(output, "content", None)
+    if isinstance(content, str):
+        return content
+    raise TypeError(f"generator returned {type(output).__name__}, expected an Answer or str")
+
+
+def parse_questions(text: str, limit: int) -> list[str]:
+    """Questions from a generated list, one per line, without numbering or duplicates.
+
+    Lines ending in a question mark are taken first; only when there are none (small models
+    drop them) do other lines count, so a header such as "Questions:" is not read as one.
+    """
+    lines = [_LIST_MARK.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if len(line) >= 3 and not line.endswith((":", "："))]
+    marked = [line for line in lines if line.endswith(("?", "？"))]
+    questions: list[str] = []
+    for question in marked or lines:
+        if question not in questions:
+            questions.append(question)
+    return questions[:limit]
+
+
+class RAGQuestEval:
+    """Question-answering evaluation of a generated text against its reference.
+
+    `generator` is any langchain Runnable that takes a `ragkit.types.Prompt` and returns an
+    `Answer` (or a string). `answer_kwargs` are call-time options for the answering calls only
+    (for ragkit generators e.g. `{"max_new_tokens": 16}`: answers are short phrases, and a
+    small cap bounds the cost of a model that rambles). The text being read stays in the prompt
+    prefix and each question is the suffix, so a generator that reuses prefix KV computes the
+    text once per item.
+    """
+
+    def __init__(
+        self,
+        generator: Any,
+        *,
+        max_questions: int = 5,
+        answer_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if isinstance(max_questions, bool) or not isinstance(max_questions, int):
+            raise ValueError(f"max_questions must be an integer, but got {max_questions!r}")
+        if max_questions < 1:
+            raise ValueError(f"max_questions must be >= 1, but got {max_questions}")
+        if not hasattr(generator, "invoke") or not hasattr(generator, "batch"):
+            raise ValueError(
+                "generator must be a Runnable with invoke and batch, "
+                f"got {type(generator).__name__}"
+            )
+        self.generator = generator
+        self.max_questions = max_questions
+        self.answer_kwargs = dict(answer_kwargs or {})
+
+    @staticmethod
+    def _language(text: str) -> str:
+        return "zh" if is_cjk(text) else "en"
+
+    def generate_questions(self, reference: str, max_questions: int | None = None) -> list[str]:
+        """Ask the generator for factual questions whose answers lie in the reference."""
+        if max_questions is None:
+            max_questions = self.max_questions
+        prompts = _PROMPTS[self._language(reference)]
+        prompt = Prompt.plain(prompts["generate"].format(n=max_questions, text=reference))
+        return parse_questions(_text_of(self.generator.invoke(prompt)), max_questions)
+
+    def _answer_prompts(self, context: str, questions: Sequence[str], lang: str) -> list[Prompt]:
+        prompts = _PROMPTS[lang]
+        prefix = prompts["answer"].format(context=context)
+        return [
+            Prompt(
+                system=prompts["answer_system"],
+                prefix=prefix,
+                segments=(),
+                suffix=prompts["question"].format(question=q),
+                question=q,
+            )
+            for q in questions
+        ]
+
+    def answer(
+        self, context: str, questions: Sequence[str], *, lang: str | None = None
+    ) -> list[str]:
+        """Answer every question from `context` alone, in one batch call."""
+        if not questions:
+            return []
+        if lang is None:
+            lang = self._language(context)
+        prompts = self._answer_prompts(context, questions, lang)
+        outputs = self.generator.batch(prompts, **self.answer_kwargs)
+        return [_text_of(o).strip() for o in outputs]
+
+    def score(
+        self,
+        output: str,
+        reference: str,
+        questions: Sequence[str] | None = None,
+        answers: Sequence[str] | None = None,
+    ) -> QuestEvalResult:
+        """RAGQuestEval of `output` against `reference`.
+
+        With `questions` and `answers` given (such as CRUD-RAG's precomputed factoid file) only
+        the output is read; otherwise questions are generated from the reference and both texts
+        answer them in the same batch call.
+        """
+        if answers is not None and questions is None:
+            raise ValueError("answers were given without questions")
+        if questions is not None and answers is not None and len(questions) != len(answers):
+            raise ValueError(
+                f"questions and answers differ in length: {len(questions)} != {len(answers)}"
+            )
+        lang = self._language(reference)
+        if questions is None:
+            questions = self.generate_questions(reference)
+        questions = list(questions)
+        if answers is not None:
+            pred_answers = self.answer(output, questions, lang=lang)
+            ref_answers = list(answers)
+        else:
+            prompts = self._answer_prompts(output, questions, lang)
+            prompts += self._answer_prompts(reference, questions, lang)
+            outputs = self.generator.batch(prompts, **self.answer_kwargs) if prompts else []
+            texts = [_text_of(o).strip() for o in outputs]
+            pred_answers, ref_answers = texts[: len(questions)], texts[len(questions) :]
+        result = questeval_scores(pred_answers, ref_answers)
+        return QuestEvalResult(
+            quest_recall=result["quest_recall"],
+            quest_f1=result["quest_f1"],
+            n_questions=int(result["n_questions"]),
+            questions=tuple(questions),
+            pred_answers=tuple(pred_answers),
+            ref_answers=tuple(ref_answers),
+        )
