@@ -99,24 +99,29 @@ def retriever(spec: PipelineSpec) -> Any:
     from ragkit.retrieval import BM25Retriever, DenseRetriever, HybridRetriever
 
     r = spec.retriever
+    # A reranker needs a shortlist longer than the final top_k to choose from.
+    top_k = r.top_k if spec.rerank is None else max(r.top_k, spec.rerank.candidates)
     if r.kind == "bm25":
-        return BM25Retriever(store=store(spec), top_k=r.top_k)
-    dense = DenseRetriever(store=store(spec), embedder=embedder(spec), top_k=r.top_k)
+        return BM25Retriever(store(spec), top_k=top_k)
+    dense = DenseRetriever(store=store(spec), embedder=embedder(spec), top_k=top_k)
     if r.kind == "dense":
         return dense
     dense_wide = DenseRetriever(store=store(spec), embedder=embedder(spec), top_k=r.candidate_k)
-    bm25_wide = BM25Retriever(store=store(spec), top_k=r.candidate_k)
-    return HybridRetriever(retrievers=[dense_wide, bm25_wide], top_k=r.top_k)
+    bm25_wide = BM25Retriever(store(spec), top_k=r.candidate_k)
+    return HybridRetriever(retrievers=[dense_wide, bm25_wide], top_k=top_k)
 
 
 def chunker(spec: PipelineSpec) -> Any:
     from ragkit.chunking import TokenChunker
 
     c = spec.chunker
+    model = embedder(spec)
+    # The embedder truncates at max_seq_length including [CLS]/[SEP]: never make longer chunks.
+    limit = model.max_seq_length - 2
     return TokenChunker(
-        tokenizer=embedder(spec).tokenizer,
-        chunk_tokens=c.chunk_tokens,
-        overlap_tokens=c.overlap_tokens,
+        tokenizer=model.tokenizer,
+        chunk_tokens=min(c.chunk_tokens, limit),
+        overlap_tokens=min(c.overlap_tokens, limit // 2),
         respect_sentences=c.respect_sentences,
     )
 
@@ -130,16 +135,26 @@ def ingestor(spec: PipelineSpec) -> Any:
 def pipeline(spec: PipelineSpec) -> Any:
     from ragkit.pipeline import RAGPipeline
     from ragkit.prompting import PromptAssembler
+    from ragkit.stages.factory import build_reranker, build_rewriter, wrap_iterate
 
     p = spec.prompt
     assembler = PromptAssembler(layout=p.layout, system=p.system, instruction=p.instruction)
-    return RAGPipeline(
+    rewriter = None if spec.rewrite is None else build_rewriter(spec.rewrite, generator(spec))
+    reranker = (
+        None
+        if spec.rerank is None
+        else build_reranker(spec.rerank, embedder(spec), generator(spec))
+    )
+    rag = RAGPipeline(
         retriever=retriever(spec),
         generator=generator(spec),
         assembler=assembler,
+        rewriter=rewriter,
+        reranker=reranker,
         top_k=spec.retriever.top_k,
         pipeline_name=spec.name,
     )
+    return rag if spec.iterate is None else wrap_iterate(rag, spec.iterate)
 
 
 def load_pipeline(

@@ -154,8 +154,10 @@ def info(
 
     spec = _spec(pipeline, store, None)
     typer.echo(f"store: {spec.store.location}")
+    from ragkit.store import MODEL_KEY
+
     for name, count, meta in build.store(spec).collections():
-        model = meta.get("embedding_model", "?") if meta else "?"
+        model = (meta or {}).get(MODEL_KEY, "?")
         typer.echo(f"  {name}: {count} chunks, embeddings by {model}")
     typer.echo(f"pipelines: {', '.join(pipeline_names())}")
     g = spec.generator
@@ -193,24 +195,20 @@ def eval_command(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 4,
 ) -> None:
     """Run pipelines over a CRUD-style suite; resumable; writes JSONL, summary, report, plots."""
-    from ragkit.eval.runner import EvalOptions, EvalRunner, default_run_dir, limit_items
-    from ragkit.eval.suites import open_suite
+    from ragkit.eval.runner import EvalOptions, evaluate
 
-    names = pipelines or ["naive"]
-    if limit is not None and limit <= 0:
-        raise ValueError(f"--limit must be > 0, got {limit}")
-    chosen, documents = open_suite(suite, data=data, articles=articles)
-    items = limit_items(chosen.items, limit)
-    folder = run_dir or default_run_dir(chosen, names, limit, runs)
-    runner = EvalRunner(
-        chosen,
-        names,
-        folder,
+    result = evaluate(
+        suite,
+        pipelines or ["naive"],
+        limit=limit,
+        runs=runs,
+        run_dir=run_dir,
         store_location=store,
         options=EvalOptions(batch_size=batch_size, use_ragas=ragas, judge_url=judge),
-        documents=documents,
+        data=data,
+        articles=articles,
+        progress=sys.stderr.isatty(),
     )
-    result = runner.run(items, progress=sys.stderr.isatty())
     typer.echo(result.report)
     typer.echo(
         f"run folder: {result.run_dir} ({result.computed} items computed, "

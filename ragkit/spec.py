@@ -35,7 +35,7 @@ class StoreSpec(_Spec):
 
 class EmbedderSpec(_Spec):
     model: str = DEFAULT_EMBEDDING_MODEL
-    precision: Literal["float32", "bfloat16"] = "bfloat16"
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
     batch_size: int = Field(64, gt=0)
     query_prefix: str = ""
     passage_prefix: str = ""

@@ -180,6 +180,38 @@ class EvalRunner:
         return EvalResult(self.run_dir, mine, summary, report, plots, computed)
 
 
+def evaluate(
+    suite: str = "bundled",
+    pipelines: Sequence[str | PipelineSpec] = ("naive",),
+    *,
+    limit: int | None = None,
+    runs: Path = Path("runs"),
+    run_dir: Path | None = None,
+    store_location: str | None = None,
+    options: EvalOptions | None = None,
+    data: Path | None = None,
+    articles: int = 3000,
+    progress: bool = False,
+) -> EvalResult:
+    """Evaluate pipelines on a suite by name or path; what `ragkit eval` runs."""
+    from ragkit.eval.suites import open_suite
+
+    if limit is not None and limit <= 0:
+        raise ValueError(f"limit must be > 0, got {limit}")
+    chosen, documents = open_suite(suite, data=data, articles=articles)
+    names = [p.name if isinstance(p, PipelineSpec) else str(p) for p in pipelines]
+    folder = run_dir or default_run_dir(chosen, names, limit, runs)
+    runner = EvalRunner(
+        chosen,
+        pipelines,
+        folder,
+        store_location=store_location,
+        options=options,
+        documents=documents,
+    )
+    return runner.run(limit_items(chosen.items, limit), progress=progress)
+
+
 def _read_records(path: Path) -> list[dict[str, Any]]:
     """Records cached by an earlier run; a line cut short by a kill is dropped (and rewritten
     away) so its item is recomputed."""

@@ -1,0 +1,373 @@
+"""Idempotent, resumable ingestion: files -> chunks -> vectors -> store, pipelined.
+
+Three threads overlap the work so the embedding model is the bottleneck: a producer loads and
+chunks documents, the calling thread embeds batches, and a writer upserts them. Crash safety
+comes from two facts: chunk ids are deterministic (`<doc id>:<index>`) so writing a chunk twice
+leaves one copy, and the store's manifest marks a document complete only after the batch that
+holds its last chunk is written. A killed run leaves at most incomplete documents, which the
+next run simply writes again; complete ones it skips without chunking or embedding.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragkit.loaders import LoadIssue, load_documents
+from ragkit.store import ChromaStore, DocumentRecord
+from ragkit.types import Chunk, Document
+
+_DONE = object()
+
+
+@dataclass
+class IngestReport:
+    """What one ingestion run changed; `interrupted` is set when Ctrl-C stopped it early."""
+
+    documents_added: int = 0
+    documents_unchanged: int = 0
+    documents_replaced: int = 0
+    documents_deleted: int = 0
+    chunks_added: int = 0
+    issues: list[LoadIssue] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+
+@dataclass
+class _Batch:
+    """Chunks for one model call, with the documents whose first / last chunk they hold."""
+
+    chunks: list[Chunk] = field(default_factory=list)
+    started: list[Document] = field(default_factory=list)
+    finished: list[tuple[Document, int]] = field(default_factory=list)
+    vectors: Any = None
+
+
+class _Failure:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _record(doc: Document, chunks: int, complete: bool) -> DocumentRecord:
+    return DocumentRecord(
+        doc_id=doc.id,
+        source=doc.source,
+        content_hash=str(doc.metadata.get("content_hash", "")),
+        chunks=chunks,
+        complete=complete,
+    )
+
+
+def _under(source: str, roots: Sequence[str]) -> bool:
+    """Whether a source path lies under one of the roots (a JSONL record's source is `path#n`)."""
+    return any(
+        source == root or source.startswith((root.rstrip(os.sep) + os.sep, root + "#"))
+        for root in roots
+    )
+
+
+class Ingestor:
+    """Keeps a store in step with a set of files: adds new ones, replaces changed ones.
+
+    `batch_size` is the number of chunks per model call; larger batches sort by length over
+    more texts (less padding) at the cost of memory and of work lost to a crash.
+    """
+
+    def __init__(
+        self,
+        store: ChromaStore,
+        embedder: Any,
+        chunker: Any,
+        *,
+        batch_size: int = 256,
+        doc_batch_size: int = 32,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be > 0, but got {batch_size}")
+        if doc_batch_size <= 0:
+            raise ValueError(f"doc_batch_size must be > 0, but got {doc_batch_size}")
+        self.store = store
+        self.embedder = embedder
+        self.chunker = chunker
+        self.batch_size = batch_size
+        self.doc_batch_size = doc_batch_size
+
+    # -- public -------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: str | Path | Iterable[str | Path],
+        *,
+        progress: bool = True,
+        delete: bool = False,
+    ) -> IngestReport:
+        """Ingest files and folders; with `delete=True`, remove everything stored under them."""
+        roots = [paths] if isinstance(paths, str | Path) else list(paths)
+        if delete:
+            return self.delete(roots)
+        report = IngestReport()
+        docs = load_documents(roots, on_issue=report.issues.append)
+        return self.ingest_documents(docs, progress=progress, report=report)
+
+    def delete(self, paths: Iterable[str | Path]) -> IngestReport:
+        """Remove stored documents whose source lies under the paths; the files may be gone."""
+        started = time.perf_counter()
+        roots = [str(Path(p).expanduser().resolve()) for p in paths]
+        doomed = [r.doc_id for r in self.store.documents().values() if _under(r.source, roots)]
+        self.store.delete_documents(doomed)
+        return IngestReport(documents_deleted=len(doomed), seconds=time.perf_counter() - started)
+
+    def ingest_documents(
+        self,
+        docs: Iterable[Document],
+        *,
+        progress: bool = True,
+        report: IngestReport | None = None,
+    ) -> IngestReport:
+        """Ingest already-loaded Documents (the path-free entry point benchmarks and tests use)."""
+        run = _Run(self, report if report is not None else IngestReport(), progress)
+        return run.execute(docs)
+
+
+class _Run:
+    """The state of one ingestion: the manifest snapshot, the threads and the counters."""
+
+    def __init__(self, owner: Ingestor, report: IngestReport, progress: bool) -> None:
+        self.started = time.perf_counter()  # the manifest read below is part of the cost
+        self.owner = owner
+        self.store = owner.store
+        self.report = report
+        self.progress = progress
+        self.stop = threading.Event()
+        self.chunk_queue: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self.write_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self.known = self.store.documents()
+        self.known_by_source: dict[str, set[str]] = {}
+        for record in self.known.values():
+            self.known_by_source.setdefault(record.source, set()).add(record.doc_id)
+        self.seen: dict[str, set[str]] = {}  # source -> doc ids met in this run
+        self.written: set[str] = set()  # doc ids completed by this run
+        self.finished_sources: set[str] = set()
+        self.lock = threading.Lock()
+        self.writer_failure: BaseException | None = None
+        self._bar: Any = None
+        self._doc_task: Any = None
+        self._chunk_task: Any = None
+
+    # -- orchestration ------------------------------------------------------------------------
+
+    def execute(self, docs: Iterable[Document]) -> IngestReport:
+        producer = threading.Thread(target=self._produce, args=(docs,), daemon=True)
+        writer = threading.Thread(target=self._write, daemon=True)
+        failure: BaseException | None = None
+        with self._progress():
+            producer.start()
+            writer.start()
+            try:
+                self._embed()
+            except KeyboardInterrupt:
+                self.report.interrupted = True
+            except BaseException as exc:  # surfaced after the threads are stopped
+                failure = exc
+            finally:
+                self.stop.set()
+                self.write_queue.put(_DONE)  # the writer drains everything before it
+                writer.join()
+                producer.join()
+        if failure is None and self.writer_failure is not None:
+            failure = self.writer_failure
+        if failure is not None:
+            raise failure
+        self._remove_replaced()
+        self.report.seconds = time.perf_counter() - self.started
+        return self.report
+
+    def _put(self, q: queue.Queue[Any], item: Any) -> bool:
+        """Blocking put that gives up once the run is stopping."""
+        while True:
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                if self.stop.is_set():
+                    return False
+
+    # -- producer: load and chunk -------------------------------------------------------------
+
+    def _produce(self, docs: Iterable[Document]) -> None:
+        try:
+            for group in self._new_documents(docs):
+                if self.stop.is_set():
+                    break
+                chunk_lists = self.owner.chunker.batch(group)
+                for doc, chunks in zip(group, chunk_lists, strict=True):
+                    if not self._put(self.chunk_queue, (doc, chunks)):
+                        return
+            self._put(self.chunk_queue, _DONE)
+        except BaseException as exc:
+            self._put(self.chunk_queue, _Failure(exc))
+
+    def _new_documents(self, docs: Iterable[Document]) -> Iterator[list[Document]]:
+        """Groups of documents that need writing; unchanged ones are counted and dropped here."""
+        group: list[Document] = []
+        current_source: str | None = None
+        for doc in docs:
+            if self.stop.is_set():
+                return
+            source = doc.source
+            if source != current_source:
+                if current_source is not None:
+                    self.finished_sources.add(current_source)
+                current_source = source
+            ids = self.seen.setdefault(source, set())
+            if doc.id in ids:
+                continue
+            ids.add(doc.id)
+            record = self.known.get(doc.id)
+            if record is not None and record.complete:
+                self.report.documents_unchanged += 1
+                self._advance(docs=1)
+                continue
+            group.append(doc)
+            if len(group) >= self.owner.doc_batch_size:
+                yield group
+                group = []
+        if current_source is not None:
+            self.finished_sources.add(current_source)
+        if group:
+            yield group
+
+    # -- embedder: the calling thread ---------------------------------------------------------
+
+    def _embed(self) -> None:
+        for batch in self._batches():
+            if batch.chunks:
+                batch.vectors = self.owner.embedder.embed_documents([c.text for c in batch.chunks])
+            if not self._put(self.write_queue, batch):
+                return
+            if self.writer_failure is not None:
+                return
+
+    def _batches(self) -> Iterator[_Batch]:
+        """Cut the chunk stream into model-sized batches, tracking where documents end."""
+        size = self.owner.batch_size
+        batch = _Batch()
+        while True:
+            item = self.chunk_queue.get()
+            if item is _DONE:
+                break
+            if isinstance(item, _Failure):
+                raise item.exc
+            doc, chunks = item
+            batch.started.append(doc)
+            for chunk in chunks:
+                batch.chunks.append(chunk)
+                if len(batch.chunks) >= size:
+                    yield batch
+                    batch = _Batch()
+            batch.finished.append((doc, len(chunks)))
+            if self.stop.is_set():
+                return
+        if batch.chunks or batch.finished:
+            yield batch
+
+    # -- writer -------------------------------------------------------------------------------
+
+    def _write(self) -> None:
+        while True:
+            batch = self.write_queue.get()
+            if batch is _DONE:
+                return
+            if self.writer_failure is not None:
+                continue
+            try:
+                self._write_batch(batch)
+            except BaseException as exc:
+                self.writer_failure = exc
+                self.stop.set()
+
+    def _write_batch(self, batch: _Batch) -> None:
+        if batch.started:
+            self.store.mark_documents(_record(doc, 0, complete=False) for doc in batch.started)
+        if batch.chunks:
+            self.store.upsert(batch.chunks, batch.vectors)
+        if batch.finished:
+            self.store.mark_documents(_record(doc, n, complete=True) for doc, n in batch.finished)
+        with self.lock:
+            self.report.chunks_added += len(batch.chunks)
+            for doc, _ in batch.finished:
+                self.written.add(doc.id)
+                older = self.known_by_source.get(doc.source, set()) - {doc.id}
+                if any(self.known[i].complete for i in older):
+                    self.report.documents_replaced += 1
+                else:
+                    self.report.documents_added += 1
+        self._advance(docs=len(batch.finished), chunks=len(batch.chunks))
+
+    def _remove_replaced(self) -> None:
+        """Drop older versions of sources whose new version is completely in.
+
+        Runs after the new chunks are written, so a crash in between leaves both versions, and
+        the next run (which finds the new one complete) removes the old one.
+        """
+        stale: set[str] = set()
+        for source, ids in self.seen.items():
+            if source not in self.finished_sources:
+                continue
+            if not all(i in self.written or self._complete_before(i) for i in ids):
+                continue
+            stale |= self.known_by_source.get(source, set()) - ids
+        if stale:
+            self.store.delete_documents(stale)
+
+    def _complete_before(self, doc_id: str) -> bool:
+        record = self.known.get(doc_id)
+        return record is not None and record.complete
+
+    # -- progress -----------------------------------------------------------------------------
+
+    def _progress(self) -> Any:
+        if not self.progress:
+            return _NullContext()
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._bar = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        self._doc_task = self._bar.add_task("documents", total=None)
+        self._chunk_task = self._bar.add_task("chunks written", total=None)
+        return self._bar
+
+    def _advance(self, *, docs: int = 0, chunks: int = 0) -> None:
+        if self._bar is None:
+            return
+        if docs:
+            self._bar.advance(self._doc_task, docs)
+        if chunks:
+            self._bar.advance(self._chunk_task, chunks)
+
+
+class _NullContext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,104 @@
+"""Lexical retrieval: BM25 over word tokens (jieba for Chinese), built from chunks or a store."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import PrivateAttr
+
+from ragkit.retrieval import Retriever
+from ragkit.text import tokenize
+from ragkit.types import Chunk, Query, Retrieved
+
+
+def matches(chunk: Chunk, filters: Mapping[str, Any] | None) -> bool:
+    """Simple `{key: value}` filters (a list value means any of), as the dense store applies."""
+    if not filters:
+        return True
+    for key, wanted in filters.items():
+        value = chunk.doc_id if key == "doc_id" else chunk.metadata.get(key)
+        if isinstance(wanted, list | tuple | set | frozenset):
+            if value not in wanted:
+                return False
+        elif isinstance(wanted, Mapping):
+            raise ValueError(
+                f"BM25 filters take {{key: value}} or {{key: [values]}}; got an operator for "
+                f"{key!r}: {wanted!r}"
+            )
+        elif value != wanted:
+            return False
+    return True
+
+
+class BM25Retriever(Retriever):
+    """Keyword matching that catches names, numbers and rare terms dense vectors blur.
+
+    Given a store, the index is built from the store's chunks on first use and rebuilt when
+    the collection's size changes; given a list of chunks, it is built once from them.
+    Chunks with no query term in common (score 0) are never returned.
+    """
+
+    corpus: Any
+
+    _chunks: list[Chunk] = PrivateAttr(default_factory=list)
+    _index: Any = PrivateAttr(default=None)
+    _built_at: int = PrivateAttr(default=-1)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def __init__(self, corpus: Any = None, top_k: int = 5, **kwargs: Any):
+        if corpus is None:
+            raise ValueError("BM25Retriever needs chunks or a store, got None")
+        if not hasattr(corpus, "get_chunks"):
+            corpus = list(corpus)
+            bad = next((c for c in corpus if not isinstance(c, Chunk)), None)
+            if bad is not None:
+                raise ValueError(f"BM25Retriever corpus must hold Chunks, got {type(bad)!r}")
+        super().__init__(corpus=corpus, top_k=top_k, **kwargs)
+
+    def _ensure_index(self) -> None:
+        """Build (or rebuild after the store grew or shrank) the BM25 index, once per change."""
+        from_store = hasattr(self.corpus, "get_chunks")
+        size = self.corpus.count() if from_store else len(self.corpus)
+        if self._index is not None and size == self._built_at:
+            return
+        with self._lock:
+            if self._index is not None and size == self._built_at:
+                return
+            import bm25s
+
+            chunks = self.corpus.get_chunks() if from_store else list(self.corpus)
+            index = bm25s.BM25()
+            if chunks:
+                index.index([tokenize(c.text) for c in chunks], show_progress=False)
+            self._chunks, self._index, self._built_at = chunks, index, size
+
+    def _retrieve(self, queries: list[Query], top_k: int) -> list[list[Retrieved]]:
+        self._ensure_index()
+        return [self._search(query, top_k) for query in queries]
+
+    def _search(self, query: Query, top_k: int) -> list[Retrieved]:
+        chunks = self._chunks
+        tokens = tokenize(query.question)
+        if not chunks or not tokens:
+            return []
+        scores = np.asarray(self._index.get_scores(tokens), dtype=np.float64)
+        if query.filters:
+            allowed = np.fromiter(
+                (matches(c, query.filters) for c in chunks), dtype=bool, count=len(chunks)
+            )
+            scores = np.where(allowed, scores, 0.0)
+        candidates = np.flatnonzero(scores > 0)
+        if candidates.size > top_k:
+            candidates = candidates[np.argpartition(-scores[candidates], top_k - 1)[:top_k]]
+        order = candidates[np.lexsort((candidates, -scores[candidates]))]
+        return [
+            Retrieved(chunk=chunks[i], score=float(scores[i]), rank=rank, source="bm25")
+            for rank, i in enumerate(order, start=1)
+        ]
+
+    @classmethod
+    def from_chunks(cls, chunks: Sequence[Chunk], top_k: int = 5) -> BM25Retriever:
+        return cls(list(chunks), top_k=top_k)

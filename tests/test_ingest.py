@@ -1,0 +1,263 @@
+"""Ingestion: idempotent re-runs, replacement, deletion, resuming a killed run, a chroma server."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ragkit.chunking import TokenChunker
+from ragkit.ingest import Ingestor
+from ragkit.retrieval import DenseRetriever
+from ragkit.store import ChromaStore
+
+WORDS = (  # noqa: SIM905
+    "river mountain city harbour engine library garden market winter summer festival bridge "
+    "railway school museum orchestra farmer doctor pilot teacher painter council storm forest "
+    "island valley bakery factory stadium hospital theatre village canal lighthouse"
+).split()
+CHUNK_TOKENS, OVERLAP = 48, 8
+
+
+def _article(seed: int, sentences: int = 12) -> str:
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(sentences):
+        a, b, c = rng.sample(WORDS, 3)
+        lines.append(
+            f"The {a} near the {b} was visited by a {c} in year {rng.randint(1800, 2020)}."
+        )
+    return " ".join(lines)
+
+
+def _write_corpus(root: Path, n: int, sentences: int = 12) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (root / f"doc{i:03d}.txt").write_text(_article(i, sentences), encoding="utf-8")
+    return root
+
+
+def _ingestor(store: ChromaStore, embedder, batch_size: int = 32) -> Ingestor:
+    chunker = TokenChunker(
+        tokenizer=embedder.tokenizer, chunk_tokens=CHUNK_TOKENS, overlap_tokens=OVERLAP
+    )
+    return Ingestor(store, embedder, chunker, batch_size=batch_size)
+
+
+def _snapshot(store: ChromaStore) -> tuple[set[str], dict[str, tuple[str, int, bool]]]:
+    docs = {d.doc_id: (d.source, d.chunks, d.complete) for d in store.documents().values()}
+    return set(store.chunk_ids()), docs
+
+
+def test_reingest_skips_unchanged_replaces_changed_and_deletes(tmp_path, embedder):
+    corpus = _write_corpus(tmp_path / "docs", 6)
+    (corpus / "empty.txt").write_text("   \n", encoding="utf-8")
+    store = ChromaStore(tmp_path / "chroma", embedding_model=embedder.model_name)
+    ingestor = _ingestor(store, embedder)
+
+    first = ingestor.ingest(corpus, progress=False)
+    assert (first.documents_added, first.documents_unchanged, first.documents_replaced) == (6, 0, 0)
+    assert first.chunks_added == store.count() > 6
+    assert [Path(i.path).name for i in first.issues] == ["empty.txt"]
+    ids_before, docs_before = _snapshot(store)
+    assert all(complete for _, _, complete in docs_before.values())
+    assert sum(n for _, n, _ in docs_before.values()) == store.count()
+
+    again = ingestor.ingest(corpus, progress=False)
+    assert (again.documents_added, again.documents_unchanged, again.chunks_added) == (0, 6, 0)
+    assert _snapshot(store) == (ids_before, docs_before)
+    assert again.seconds < first.seconds
+
+    changed = corpus / "doc002.txt"
+    old_ids = {d for d, (src, _, _) in docs_before.items() if src == str(changed.resolve())}
+    changed.write_text("The lighthouse keeper painted the harbour wall blue.", encoding="utf-8")
+    replaced = ingestor.ingest(corpus, progress=False)
+    assert (replaced.documents_replaced, replaced.documents_unchanged) == (1, 5)
+    assert replaced.chunks_added == 1
+    ids_after, docs_after = _snapshot(store)
+    assert not any(cid.split(":")[0] in old_ids for cid in ids_after)
+    assert len(ids_after) == len(ids_before) - docs_before[old_ids.pop()][1] + 1
+    hit = DenseRetriever(store, embedder, top_k=1).invoke("Who painted the harbour wall?")
+    assert hit[0].chunk.source == str(changed.resolve())
+
+    gone = corpus / "doc004.txt"
+    gone.unlink()
+    deleted = ingestor.ingest(gone, delete=True)
+    assert deleted.documents_deleted == 1
+    assert str(gone.resolve()) not in store.sources()
+    assert len(store.sources()) == 5
+    everything = ingestor.ingest(corpus, delete=True)
+    assert everything.documents_deleted == 5 and store.count() == 0
+
+
+def test_filters_reach_ingested_metadata(tmp_path, embedder):
+    corpus = _write_corpus(tmp_path / "docs", 3)
+    store = ChromaStore(tmp_path / "chroma", embedding_model=embedder.model_name)
+    _ingestor(store, embedder).ingest(corpus, progress=False)
+    only = str((corpus / "doc001.txt").resolve())
+    dense = DenseRetriever(store, embedder, top_k=50)
+    from ragkit.types import Query
+
+    hits = dense.invoke(Query("river", filters={"source": only}))
+    assert hits and {h.chunk.source for h in hits} == {only}
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import sys
+    from ragkit.chunking import TokenChunker
+    from ragkit.embedding import Embedder
+    from ragkit.ingest import Ingestor
+    from ragkit.store import ChromaStore
+
+    class AnnouncingStore(ChromaStore):
+        def upsert(self, chunks, vectors):
+            super().upsert(chunks, vectors)
+            print("wrote", len(chunks), flush=True)
+
+    embedder = Embedder()
+    store = AnnouncingStore(sys.argv[2], embedding_model=embedder.model_name)
+    chunker = TokenChunker(tokenizer=embedder.tokenizer, chunk_tokens={ct}, overlap_tokens={ov})
+    report = Ingestor(store, embedder, chunker, batch_size=8).ingest(sys.argv[1], progress=False)
+    print("done", report.interrupted, report.chunks_added, flush=True)
+    """
+).format(ct=CHUNK_TOKENS, ov=OVERLAP)
+
+
+def test_killed_ingestion_resumes_without_duplicates_or_losses(tmp_path, embedder, repo_root):
+    corpus = _write_corpus(tmp_path / "docs", 24, sentences=30)
+    script = tmp_path / "run.py"
+    script.write_text(KILLED_RUN, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(corpus), str(tmp_path / "killed")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        writes = 0
+        for line in proc.stdout:
+            assert not line.startswith("done"), "ingestion finished before it could be killed"
+            if line.startswith("wrote"):
+                writes += 1
+                if writes == 2:
+                    break
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert writes == 2
+
+    killed = ChromaStore(tmp_path / "killed", embedding_model=embedder.model_name)
+    partial = killed.count()
+    assert partial > 0
+    resumed = _ingestor(killed, embedder).ingest(corpus, progress=False)
+    assert resumed.documents_added + resumed.documents_unchanged == 24
+    assert resumed.documents_added > 0
+
+    clean = ChromaStore(tmp_path / "clean", embedding_model=embedder.model_name)
+    _ingestor(clean, embedder).ingest(corpus, progress=False)
+    assert _snapshot(killed) == _snapshot(clean)
+    assert killed.count() == clean.count() > partial
+    assert killed.get_chunks() == clean.get_chunks()
+
+
+def test_ctrl_c_stops_after_the_current_batch_keeping_what_was_written(
+    tmp_path, embedder, repo_root
+):
+    corpus = _write_corpus(tmp_path / "docs", 24, sentences=30)
+    script = tmp_path / "run.py"
+    script.write_text(KILLED_RUN, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(corpus), str(tmp_path / "stopped")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line.strip())
+            if line.startswith("wrote"):
+                proc.send_signal(signal.SIGINT)
+                break
+        lines += [line.strip() for line in proc.stdout]
+        assert proc.wait(timeout=120) == 0
+    finally:
+        proc.kill()
+    written = sum(int(line.split()[1]) for line in lines if line.startswith("wrote"))
+    assert lines[-1] == f"done True {written}"
+    store = ChromaStore(tmp_path / "stopped", embedding_model=embedder.model_name)
+    assert store.count() == written
+    stored = set(store.chunk_ids())
+    complete = [d for d in store.documents().values() if d.complete]
+    assert len(complete) < 24
+    for doc in complete:
+        assert {f"{doc.doc_id}:{i:05d}" for i in range(doc.chunks)} <= stored
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_ingest_and_query_through_a_chroma_server(tmp_path, embedder):
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    if chroma is None:
+        pytest.fail("the chroma CLI is not installed beside this Python")
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            chroma,
+            "run",
+            "--path",
+            str(tmp_path / "server"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, "chroma server exited"
+            assert time.monotonic() < deadline, "chroma server did not answer within 60 s"
+            time.sleep(0.25)
+        corpus = _write_corpus(tmp_path / "docs", 3)
+        (corpus / "tower.txt").write_text(
+            "The Eiffel Tower was finished in 1889.", encoding="utf-8"
+        )
+        store = ChromaStore(url, collection="served", embedding_model=embedder.model_name)
+        report = _ingestor(store, embedder).ingest(corpus, progress=False)
+        assert report.documents_added == 4 and store.count() == report.chunks_added
+        again = ChromaStore(url, collection="served").documents()
+        assert len(again) == 4 and all(d.complete for d in again.values())
+        hits = DenseRetriever(store, embedder, top_k=1).invoke("When was the Eiffel Tower built?")
+        assert hits[0].chunk.text == "The Eiffel Tower was finished in 1889."
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
