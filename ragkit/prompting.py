@@ -18,12 +18,15 @@ from ragkit.types import Citation, Layout, Prompt, Retrieved, Segment
 SYSTEM_EN = "You are a careful assistant. Answer only from the given passages."
 SYSTEM_ZH = "你是一个严谨的助手，只根据给定的资料回答问题。"
 
+# A worked citation example keeps small models from answering with a bare "[1]".
 INSTRUCTION_EN = (
-    "Answer the question using only the numbered passages. Cite the passages you use as [1], [2]. "
-    "If the passages do not contain the answer, say that you do not know."
+    "Answer the question in one or two sentences using only the numbered passages. After each "
+    "fact, cite the passage it comes from in brackets, for example: The bridge opened in 1901 "
+    "[2]. If the passages do not contain the answer, say that you do not know."
 )
 INSTRUCTION_ZH = (
-    "请只根据编号资料回答问题，并用[1]、[2]标注所引用的资料。如果资料中没有答案，请回答不知道。"
+    "请只根据编号资料，用一两句话回答问题，并在每个事实后用方括号标注所依据的资料编号，"
+    "例如：大桥于1901年通车[2]。如果资料中没有答案，请回答不知道。"
 )
 
 PASSAGE_TEMPLATE = "[{number}] ({name})\n{text}\n\n"
