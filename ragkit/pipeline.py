@@ -128,7 +128,9 @@ class RAGPipeline(RunnableSerializable[PipelineInput, Answer]):
         for group in search:
             lists = hits[i : i + len(group)]
             i += len(group)
-            results.append(_fuse(lists, self.top_k) if len(lists) > 1 else list(lists[0]))
+            # A reranker chooses from the whole fused shortlist, not just its first top_k.
+            width = max(len(x) for x in lists) if self.reranker is not None else self.top_k
+            results.append(_fuse(lists, max(width, 1)) if len(lists) > 1 else list(lists[0]))
         if self.reranker is not None:
             results = self.reranker.batch(
                 [
