@@ -1,0 +1,291 @@
+"""The offline default generator: the packaged Qwen2.5 0.5B on CPU through transformers.
+
+Decoding is a plain loop over the model's forward with a `DynamicCache`, which makes streaming,
+time to first token and reuse of a cached prompt prefix straightforward. Prompts are prefilled
+in fixed blocks aligned to absolute positions, so a prefix taken from the cache is bit-for-bit
+what a fresh prefill computes and greedy output is the same with the cache on or off.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import PrivateAttr, field_validator
+
+from ragkit.errors import ConfigError, InputError
+from ragkit.generation.base import GenerationParams, Generator, StopScanner, build_usage
+from ragkit.generation.kv_cache import PrefixKVCache
+from ragkit.models import cache_dir, is_packaged_generator, packaged_gguf
+from ragkit.types import Answer, AnswerChunk, Prompt
+
+DEFAULT_PREFIX_CACHE_BYTES = 512 * 1024 * 1024
+_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+@dataclass
+class LoadedModel:
+    """A tokenizer and model pair with the one lock every generation on it holds."""
+
+    tokenizer: Any
+    model: Any
+    eos_ids: frozenset[int]
+    load_time_s: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_LOADED: dict[tuple[str, str], LoadedModel] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def load_model(name: str, dtype: str) -> LoadedModel:
+    """The process-wide copy of (name, dtype), loaded on first use.
+
+    Generators that differ only in sampling or cache settings share the weights, so a second
+    instance costs nothing.
+    """
+    with _LOAD_LOCK:
+        if (name, dtype) not in _LOADED:
+            _LOADED[(name, dtype)] = _load(name, dtype)
+        return _LOADED[(name, dtype)]
+
+
+def resolve_dtype(dtype: str) -> str:
+    """`auto` → bfloat16 where the CPU multiplies bf16 natively (AMX, AVX512-BF16), else float32.
+
+    Without those units torch computes bf16 matmuls through conversions, about 2x slower than
+    float32 (measured on an AVX2-only CPU); with AMX, bf16 prefill is ~4x faster than float32.
+    """
+    if dtype != "auto":
+        return dtype
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "float32"
+    return "bfloat16" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "float32"
+
+
+def _load(name: str, dtype: str) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    # The packaged weights are stored once, in bf16; float32 upcasts them exactly on load.
+    source = str(converted_folder("bfloat16")) if is_packaged_generator(name) else name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
+    except OSError as exc:
+        raise ConfigError(f"generator model {name!r} cannot be loaded: {exc}") from exc
+    model.eval()
+    eos = {tokenizer.convert_tokens_to_ids(t) for t in _STOP_TOKENS}
+    configured = model.generation_config.eos_token_id
+    eos |= set(configured if isinstance(configured, list) else [configured])
+    eos |= {tokenizer.eos_token_id}
+    eos_ids = frozenset(i for i in eos if isinstance(i, int) and i >= 0)
+    return LoadedModel(tokenizer, model, eos_ids, time.perf_counter() - started)
+
+
+def converted_folder(dtype: str) -> Path:
+    """The packaged GGUF saved as a Hugging Face folder in `dtype`, converted once, atomically.
+
+    Loading from GGUF dequantises every tensor (~33 s); the saved folder loads in 2-3 s. It is
+    written under a temporary name and renamed, so a half-written folder is never used, and a
+    file lock makes concurrent processes wait for one conversion instead of each running one.
+    """
+    gguf = packaged_gguf()
+    target = cache_dir() / f"{gguf.stem}-{dtype}"
+    if (target / "config.json").exists():
+        return target
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "config.json").exists():
+            _convert(gguf, dtype, target)
+    return target
+
+
+def _convert(gguf: Path, dtype: str, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the shared cache from other users
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype)
+        )
+        _drop_gguf_quantizer(model)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():  # a folder without config.json is a leftover: replace it
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _drop_gguf_quantizer(model: Any) -> None:
+    """Mark a dequantised GGUF model as plain weights so `save_pretrained` accepts it."""
+    packed = [n for n, m in model.named_modules() if "Gguf" in type(m).__name__]
+    if packed:
+        raise ConfigError(f"GGUF weights stayed packed in {packed[:3]}; cannot save a folder")
+    model.hf_quantizer = None
+    if hasattr(model, "is_quantized"):
+        model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+class LocalGenerator(Generator):
+    """Generates on this machine's CPU; loads lazily, once per process, and is thread-safe.
+
+    Concurrent callers queue on one lock around the model. `batch` runs its prompts one after
+    another through the prefix cache: on CPU, prefill is compute-bound, so padding prompts into
+    one batch saves nothing there, while a shared prefix computed once saves it for every prompt
+    after the first (and padding would also change bf16 numerics and break exact reuse).
+    """
+
+    model: str = "packaged"
+    dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES
+    prefill_block_tokens: int = 64
+
+    _cache: PrefixKVCache | None = PrivateAttr(default=None)
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("model must name a packaged model, a hub model or a folder")
+        return value
+
+    @field_validator("prefix_cache_bytes")
+    @classmethod
+    def _check_cache_bytes(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"prefix_cache_bytes must be >= 0, got {value}")
+        return value
+
+    @field_validator("prefill_block_tokens")
+    @classmethod
+    def _check_block(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError(f"prefill_block_tokens must be > 0, got {value}")
+        return value
+
+    def model_post_init(self, context: Any) -> None:
+        if self.prefix_cache_bytes > 0:
+            self._cache = PrefixKVCache(self.prefix_cache_bytes, self.prefill_block_tokens)
+
+    @property
+    def prefix_cache(self) -> PrefixKVCache | None:
+        return self._cache
+
+    def loaded(self) -> LoadedModel:
+        """Load the weights now (otherwise the first call does)."""
+        return load_model(self.model, resolve_dtype(self.dtype))
+
+    def _chat_tokenizer(self) -> Any:
+        return self.loaded().tokenizer
+
+    def token_ids(self, prompt: Prompt | str) -> list[int]:
+        """The prompt's token ids exactly as generation feeds them to the model."""
+        return list(
+            self.loaded().tokenizer(self.render(prompt), add_special_tokens=False).input_ids
+        )
+
+    def _stream_one(self, prompt: Prompt, params: GenerationParams) -> Iterator[AnswerChunk]:
+        loaded = self.loaded()
+        ids = self.token_ids(prompt)
+        limit = loaded.model.config.max_position_embeddings
+        if len(ids) + params.max_new_tokens > limit:
+            raise InputError(
+                f"prompt of {len(ids)} tokens plus max_new_tokens={params.max_new_tokens} "
+                f"exceeds the model's context of {limit} tokens"
+            )
+        with loaded.lock:
+            yield from self._generate(loaded, ids, params)
+
+    def _generate(
+        self, loaded: LoadedModel, ids: list[int], params: GenerationParams
+    ) -> Iterator[AnswerChunk]:
+        import torch
+        from transformers import DynamicCache
+
+        model, tokenizer = loaded.model, loaded.tokenizer
+        started = time.perf_counter()
+        first_token_at = None
+        sampler = None
+        if params.temperature > 0:
+            sampler = torch.Generator().manual_seed(params.seed)
+        scanner = StopScanner(params.stop)
+        generated: list[int] = []
+        text = ""
+        with torch.inference_mode():
+            hit = self._cache.lookup(ids) if self._cache is not None else None
+            reused = hit.tokens if hit is not None else 0
+            kv = DynamicCache(hit.layers if hit is not None else None, config=model.config)
+            logits = self._prefill(model, kv, ids, reused)
+            if self._cache is not None:
+                self._cache.put(ids, [(layer.keys, layer.values) for layer in kv.layers])
+            for _ in range(params.max_new_tokens):
+                token = _next_token(logits, params.temperature, sampler)
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                if token in loaded.eos_ids:
+                    break
+                generated.append(token)
+                decoded = tokenizer.decode(generated, skip_special_tokens=True)
+                if not decoded.endswith("\ufffd"):  # wait for the rest of a multi-byte char
+                    delta = scanner.feed(decoded[len(text) :])
+                    text = decoded
+                    if delta:
+                        yield AnswerChunk(delta)
+                    if scanner.stopped:
+                        break
+                if len(generated) == params.max_new_tokens:
+                    break
+                out = model(input_ids=torch.tensor([[token]]), cache=kv, use_cache=True)
+                logits = out.logits[0, -1]
+        tail = scanner.flush()
+        if tail:
+            yield AnswerChunk(tail)
+        usage = build_usage(
+            prompt_tokens=len(ids),
+            cached_prompt_tokens=reused,
+            completion_tokens=len(generated),
+            started=started,
+            first_token_at=first_token_at,
+            finished=time.perf_counter(),
+        )
+        yield AnswerChunk("", answer=Answer(text=scanner.text.strip(), usage=usage))
+
+    def _prefill(self, model: Any, kv: Any, ids: list[int], start: int) -> Any:
+        """Forward `ids[start:]` in blocks aligned to multiples of the block size."""
+        import torch
+
+        block = self.prefill_block_tokens
+        logits = None
+        for lo in range(start, len(ids), block):
+            chunk = torch.tensor([ids[lo : min(lo + block, len(ids))]])
+            out = model(input_ids=chunk, cache=kv, use_cache=True, logits_to_keep=1)
+            logits = out.logits[0, -1]
+        return logits
+
+
+def _next_token(logits: Any, temperature: float, sampler: Any) -> int:
+    import torch
+
+    if temperature <= 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return int(torch.multinomial(probs, 1, generator=sampler))
