@@ -44,7 +44,7 @@ def embedder():
 def local_generator():
     from ragkit.generation.local import LocalGenerator
 
-    return LocalGenerator(max_new_tokens=48)
+    return LocalGenerator(max_new_tokens=24)
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +58,8 @@ def bundled_spec(tmp_path_factory, bundled_corpus, embedder, local_generator):
     from ragkit.spec import load_spec
 
     spec = load_spec("naive").with_store(str(tmp_path_factory.mktemp("bundled-index")))
+    # Two passages keep prompts short: tests check behaviour, not answer quality.
+    spec = spec.model_copy(update={"retriever": spec.retriever.model_copy(update={"top_k": 2})})
     build.register_embedder(spec.embedder, embedder)
     build.register_generator(spec.generator, local_generator)
     build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)

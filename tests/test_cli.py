@@ -67,7 +67,15 @@ def test_query_from_a_questions_file_prints_sources(bundled_spec, repo_root):
 
 @pytest.mark.slow
 def test_query_json_output(bundled_spec):
-    result = run("query", "Who runs the ferries?", "--json", "--store", bundled_spec.store.location)
+    result = run(
+        "query",
+        "Who runs the ferries?",
+        "--json",
+        "-k",
+        "2",
+        "--store",
+        bundled_spec.store.location,
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(result.output.strip().splitlines()[-1])
     assert record["output"] and record["retrieved"] and record["usage"]["prompt_tokens"] > 0

@@ -35,7 +35,7 @@ def test_truncated_cache_line_is_dropped(tmp_path):
 
 def test_eval_two_pipelines_then_resume(tmp_path, bundled_spec):
     suite = load_suite("bundled")
-    naive = load_spec("naive")
+    naive = load_spec("naive").model_copy(update={"retriever": bundled_spec.retriever})
     prepend = naive.model_copy(
         update={
             "name": "naive-prepend",
