@@ -57,6 +57,8 @@ def test_query_from_a_questions_file_prints_sources(bundled_spec, repo_root):
         str(questions),
         "--limit",
         "1",
+        "--top-k",
+        "2",
         "--store",
         bundled_spec.store.location,
     )
