@@ -11,11 +11,12 @@ import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
 from pydantic import ConfigDict, Field
 
 from ragkit.prompting import PromptAssembler, cite
+from ragkit.runnable import BatchedRunnable
 from ragkit.types import Answer, AnswerChunk, Prompt, Query, Retrieved
 
 PipelineInput = Query | str | Mapping[str, Any]
@@ -43,7 +44,7 @@ def to_query(value: PipelineInput) -> Query:
     return query
 
 
-class RAGPipeline(RunnableSerializable[PipelineInput, Answer]):
+class RAGPipeline(BatchedRunnable[PipelineInput, Answer]):
     """Retrieval-augmented generation from composable parts.
 
     `rewriter` maps a Query to search queries (several are fused by reciprocal rank fusion);
@@ -61,25 +62,6 @@ class RAGPipeline(RunnableSerializable[PipelineInput, Answer]):
     pipeline_name: str = "pipeline"
 
     # ---- Runnable protocol -------------------------------------------------------------
-    def invoke(
-        self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Answer:
-        return self.batch([input], config)[0]
-
-    def batch(
-        self,
-        inputs: list[PipelineInput],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
-    ) -> list[Answer]:
-        if not inputs:
-            return []
-        return self._batch_with_config(
-            self._run_batch, inputs, config, return_exceptions=return_exceptions
-        )
-
     def stream(
         self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[AnswerChunk]:

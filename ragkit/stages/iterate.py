@@ -17,10 +17,11 @@ from langchain_core.runnables.config import patch_config
 from pydantic import ConfigDict, model_validator
 
 from ragkit.pipeline import PipelineInput, RAGPipeline, to_query
+from ragkit.runnable import BatchedRunnable
 from ragkit.types import Answer, AnswerChunk, Prompt, Query, Retrieved, Usage
 
 
-class IterRetGen(RunnableSerializable[PipelineInput, Answer]):
+class IterRetGen(BatchedRunnable[PipelineInput, Answer]):
     """Wraps a `RAGPipeline` in `rounds` of retrieve → generate; same interface as the pipeline.
 
     Round 1 is the wrapped pipeline's own retrieval (rewriting and reranking included); later
@@ -45,25 +46,6 @@ class IterRetGen(RunnableSerializable[PipelineInput, Answer]):
     @property
     def pipeline_name(self) -> str:
         return self.pipeline.pipeline_name
-
-    def invoke(
-        self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Answer:
-        return self.batch([input], config)[0]
-
-    def batch(
-        self,
-        inputs: list[PipelineInput],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
-    ) -> list[Answer]:
-        if not inputs:
-            return []
-        return self._batch_with_config(
-            self._run_batch, inputs, config, return_exceptions=return_exceptions
-        )
 
     def stream(
         self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any

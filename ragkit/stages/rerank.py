@@ -15,10 +15,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from ragkit.models import resolve_embedding_model
+from ragkit.runnable import BatchedRunnable
 from ragkit.text import is_cjk, tokenize
 from ragkit.types import Prompt, Retrieved
 
@@ -26,33 +27,14 @@ RerankInput = dict[str, Any]
 Pairs = list[tuple[str, list[Retrieved]]]
 
 
-class _Reranker(RunnableSerializable[RerankInput, list[Retrieved]]):
+class _Reranker(BatchedRunnable[RerankInput, list[Retrieved]]):
     """Shared Runnable plumbing; a subclass implements `_scores` for a whole batch of lists."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     max_passage_chars: int = 1000
 
-    def invoke(
-        self, input: RerankInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> list[Retrieved]:
-        return self.batch([input], config)[0]
-
-    def batch(
-        self,
-        inputs: list[RerankInput],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
-    ) -> list[list[Retrieved]]:
-        if not inputs:
-            return []
-        return self._batch_with_config(
-            self._rerank, inputs, config, return_exceptions=return_exceptions
-        )
-
-    def _rerank(
+    def _run_batch(
         self, inputs: list[RerankInput], config: list[RunnableConfig] | None = None
     ) -> list[list[Retrieved]]:
         pairs: Pairs = [(_query_text(x), list(x.get("retrieved") or ())) for x in inputs]

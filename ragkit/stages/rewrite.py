@@ -14,9 +14,10 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ConfigDict, model_validator
 
+from ragkit.runnable import BatchedRunnable
 from ragkit.text import is_cjk
 from ragkit.types import Prompt, Query
 
@@ -121,7 +122,7 @@ def _unique(texts: Sequence[str]) -> list[str]:
     return out
 
 
-class StandaloneQuestion(RunnableSerializable[Query | str, list[str]]):
+class StandaloneQuestion(BatchedRunnable[Query | str, list[str]]):
     """Makes a follow-up question self-contained from the conversation history.
 
     As a rewriter it returns `[question, standalone question]`, so a chat pipeline can search
@@ -142,26 +143,7 @@ class StandaloneQuestion(RunnableSerializable[Query | str, list[str]]):
         _check_template(self.template, {"question": "q", "history": "h"}, "the standalone template")
         return self
 
-    def invoke(
-        self, input: Query | str, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> list[str]:
-        return self.batch([input], config)[0]
-
-    def batch(
-        self,
-        inputs: list[Query | str],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
-    ) -> list[list[str]]:
-        if not inputs:
-            return []
-        return self._batch_with_config(
-            self._search_queries, inputs, config, return_exceptions=return_exceptions
-        )
-
-    def _search_queries(
+    def _run_batch(
         self, inputs: list[Query | str], config: RunnableConfig | list[RunnableConfig] | None = None
     ) -> list[list[str]]:
         queries = [_as_query(x) for x in inputs]
@@ -191,7 +173,7 @@ class StandaloneQuestion(RunnableSerializable[Query | str, list[str]]):
         return Prompt.plain(template.format(question=query.question, history=history))
 
 
-class QueryRewriter(RunnableSerializable[Query | str, list[str]]):
+class QueryRewriter(BatchedRunnable[Query | str, list[str]]):
     """Query → search queries, the original question first, via one generator batch.
 
     `mode` picks the template: `rewrite` asks for one search query, `multi-query` asks `n`
@@ -235,26 +217,7 @@ class QueryRewriter(RunnableSerializable[Query | str, list[str]]):
         )
         return self
 
-    def invoke(
-        self, input: Query | str, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> list[str]:
-        return self.batch([input], config)[0]
-
-    def batch(
-        self,
-        inputs: list[Query | str],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
-    ) -> list[list[str]]:
-        if not inputs:
-            return []
-        return self._batch_with_config(
-            self._search_queries, inputs, config, return_exceptions=return_exceptions
-        )
-
-    def _search_queries(
+    def _run_batch(
         self, inputs: list[Query | str], config: RunnableConfig | list[RunnableConfig] | None = None
     ) -> list[list[str]]:
         child = _first(config)
