@@ -51,7 +51,7 @@ def local_generator():
 def bundled_spec(tmp_path_factory, bundled_corpus, embedder, local_generator):
     """The `naive` spec pointed at a fresh index of the bundled corpus, built once per run.
 
-    The build registry is primed with the session's embedder and generator so pipelines built
+    The build registry is primed with the test run's embedder and generator so pipelines built
     from specs share the already loaded models.
     """
     from ragkit import build

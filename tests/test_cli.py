@@ -1,4 +1,4 @@
-"""The `ragkit` command line, run in-process so it shares the session's loaded models."""
+"""The `ragkit` command line, run in-process so it shares the test run's loaded models."""
 
 import json
 

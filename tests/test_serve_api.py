@@ -27,7 +27,7 @@ generator: {kind: local, max_new_tokens: 48}
 
 def serve_pipeline(tmp_path_factory, bundled_corpus: Path, local_generator):
     """The bundled corpus indexed once per run (re-ingesting skips unchanged files), served by a
-    pipeline whose generator is the session's local model."""
+    pipeline whose generator is the test run's local model."""
     from ragkit import build
     from ragkit.spec import load_spec
 

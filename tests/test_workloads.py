@@ -19,7 +19,7 @@ CHAT_IDS = ("q09", "q15", "q16")
 
 @pytest.fixture(scope="module")
 def short_generator(local_generator) -> LocalGenerator:
-    """Shares the session's loaded weights; short answers keep the runs quick."""
+    """Shares the test run's loaded weights; short answers keep the runs quick."""
     return LocalGenerator(max_new_tokens=8, stop=["\n\n"])
 
 
