@@ -37,7 +37,7 @@ browser:
 demo: install
 	$(BIN)/ragkit ingest evals/bundled/corpus --store .ragkit/demo
 	$(BIN)/ragkit query --store .ragkit/demo --questions evals/bundled/questions.jsonl --limit 3
-	$(BIN)/ragkit eval --suite bundled --pipeline naive --no-ragas
+	$(BIN)/ragkit eval --suite bundled --pipeline naive --limit 2
 
 test: install-dev browser
 	$(BIN)/python -m pytest -q -rs
