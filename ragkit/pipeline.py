@@ -15,6 +15,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
 from pydantic import ConfigDict, Field
 
+from ragkit.attribution import attribute
 from ragkit.prompting import PromptAssembler, cite
 from ragkit.runnable import BatchedRunnable
 from ragkit.types import Answer, AnswerChunk, Prompt, Query, Retrieved
@@ -135,9 +136,12 @@ class RAGPipeline(BatchedRunnable[PipelineInput, Answer]):
     def _finish(
         self, answer: Answer, query: Query, prompt: Prompt, retrieved: list[Retrieved]
     ) -> Answer:
+        citations = cite(answer.text, prompt.segments) or attribute(
+            answer.text, prompt.segments, query.question
+        )
         return dataclasses.replace(
             answer,
-            citations=cite(answer.text, prompt.segments),
+            citations=citations,
             question=query.question,
             retrieved=tuple(retrieved),
         )

@@ -24,13 +24,17 @@ def print_answer(answer: Answer, *, reference: str | None = None, text_shown: bo
             f"   reference: {reference} ({'found' if hit else 'not found'} in the answer)",
             highlight=False,
         )
-    cited = {c.number for c in answer.citations}
+    marks = {c.number: "~" if c.inferred else "*" for c in answer.citations}
     for number, hit in enumerate(answer.retrieved, start=1):
-        mark = "*" if number in cited else " "
+        mark = marks.get(number, " ")
         console.print(
             f"  {mark}[{number}] {hit.chunk.source} chars {hit.chunk.start}-{hit.chunk.end} "
             f"(score {hit.score:.3f})",
             highlight=False,
+        )
+    if answer.citations:
+        console.print(
+            "   * cited by the model, ~ matched to the answer's words", style="dim", highlight=False
         )
     u = answer.usage
     console.print(
@@ -49,7 +53,12 @@ def answer_record(answer: Answer, item: dict[str, Any] | None = None) -> dict[st
         "question": answer.question,
         "output": answer.text,
         "citations": [
-            {"number": c.number, "chunk_id": c.chunk_id, "source": c.source}
+            {
+                "number": c.number,
+                "chunk_id": c.chunk_id,
+                "source": c.source,
+                "inferred": c.inferred,
+            }
             for c in answer.citations
         ],
         "retrieved": [

@@ -123,12 +123,14 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Citation:
-    """A passage the answer cites as `[number]`, mapped back to its chunk and file."""
+    """A passage the answer cites as `[number]`, mapped back to its chunk and file; `inferred`
+    when the model wrote no marker and the passage was matched to the answer's words."""
 
     number: int
     chunk_id: str
     doc_id: str
     source: str
+    inferred: bool = False
 
 
 @dataclass(frozen=True, slots=True)
