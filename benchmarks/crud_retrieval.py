@@ -46,7 +46,9 @@ def spec_for(name: str, location: str, collection: str) -> PipelineSpec:
         spec = load_spec("best").model_copy(update={"name": name, "rewrite": None, "rerank": None})
         spec = spec.model_copy(update={"iterate": None})
         spec = spec.model_copy(
-            update={"retriever": spec.retriever.model_copy(update={"kind": kind})}
+            update={
+                "retriever": spec.retriever.model_copy(update={"kind": kind, "lexical": "words"})
+            }
         )
     else:
         spec = load_spec(name)
@@ -67,7 +69,11 @@ def lexical(rag: Any, chunks: list[Any] | None) -> Any:
 
     inner = getattr(rag, "pipeline", rag)
     swapped = inner.model_copy(
-        update={"retriever": BM25Retriever.from_chunks(chunks, top_k=inner.retriever.top_k)}
+        update={
+            "retriever": BM25Retriever.from_chunks(
+                chunks, top_k=inner.retriever.top_k, terms=inner.retriever.terms
+            )
+        }
     )
     return rag.model_copy(update={"pipeline": swapped}) if inner is not rag else swapped
 

@@ -102,12 +102,12 @@ def retriever(spec: PipelineSpec) -> Any:
     # A reranker needs a shortlist longer than the final top_k to choose from.
     top_k = r.top_k if spec.rerank is None else max(r.top_k, spec.rerank.candidates)
     if r.kind == "bm25":
-        return BM25Retriever(store(spec), top_k=top_k)
+        return BM25Retriever(store(spec), top_k=top_k, terms=r.lexical)
     dense = DenseRetriever(store=store(spec), embedder=embedder(spec), top_k=top_k)
     if r.kind == "dense":
         return dense
     dense_wide = DenseRetriever(store=store(spec), embedder=embedder(spec), top_k=r.candidate_k)
-    bm25_wide = BM25Retriever(store(spec), top_k=r.candidate_k)
+    bm25_wide = BM25Retriever(store(spec), top_k=r.candidate_k, terms=r.lexical)
     return HybridRetriever(retrievers=[dense_wide, bm25_wide], top_k=top_k)
 
 

@@ -51,6 +51,8 @@ class RetrieverSpec(_Spec):
     kind: Literal["dense", "bm25", "hybrid"] = "dense"
     top_k: int = Field(5, gt=0, le=200)
     candidate_k: int = Field(20, gt=0, le=1000)
+    # BM25 index terms: jieba words, or words plus Chinese character bigrams.
+    lexical: Literal["words", "words+bigrams"] = "words"
 
 
 class GeneratorSpec(_Spec):

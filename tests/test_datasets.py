@@ -96,6 +96,27 @@ def test_task_jsonl_builds_each_generation_kind(tmp_path):
         load_task_jsonl(delete, "summarise")
 
 
+def test_task_jsonl_reads_questeval_pairs(tmp_path):
+    pairs = {"quest_questions": ["Who?", "When?"], "quest_answers": ["Ann", "1901"]}
+    path = write_jsonl(tmp_path / "d.jsonl", [{"event": "E", "summary": "Ann, 1901", **pairs}])
+    (d,) = load_task_jsonl(path, "delete")
+    assert (d.questions, d.answers, d.metadata) == (("Who?", "When?"), ("Ann", "1901"), {})
+    bad = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [{"event": "E", "summary": "S", "quest_questions": ["Who?"], "quest_answers": []}],
+    )
+    with pytest.raises(InputError, match=r"bad\.jsonl:1: 'quest_questions' and 'quest_answers'"):
+        load_task_jsonl(bad, "delete")
+
+
+def test_bundled_generation_items_ship_questeval_pairs_from_their_reference():
+    items = [i for i in load_suite("bundled").items if i.task != "read"]
+    assert len(items) == 11
+    for item in items:
+        assert item.questions and len(item.questions) == len(item.answers)
+        assert all(answer in item.reference for answer in item.answers), item.id
+
+
 # ------------------------------------------------------------------ suites
 
 

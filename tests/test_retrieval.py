@@ -116,6 +116,24 @@ def test_bm25_over_plain_chunks():
         BM25Retriever(["not a chunk"])
 
 
+def test_chinese_bigrams_match_across_jieba_segmentations():
+    # jieba cuts the passage as 新能源 / 汽车销量 but the query as 能源 / 汽车: no word in common.
+    passage = Chunk("c1", "d1", "今年新能源汽车销量大增。", 0, 12)
+    other = Chunk("c2", "d2", "白茶价格今年上涨。", 0, 9)
+    query = "能源汽车卖了多少"
+    assert BM25Retriever([passage, other]).invoke(query) == []
+    found = BM25Retriever([passage, other], terms="words+bigrams").invoke(query)
+    assert [h.chunk.id for h in found] == ["c1"]
+
+
+def test_lexical_terms_validates_its_mode():
+    from ragkit.text import cjk_bigrams, lexical_terms
+
+    assert cjk_bigrams("Tesla 新能源 Model3") == ["新能", "能源"]
+    with pytest.raises(ValueError, match="unknown lexical terms 'chars'"):
+        lexical_terms("text", "chars")  # type: ignore[arg-type]
+
+
 def test_hybrid_fuses_children_in_rrf_order(store, embedder):
     dense = DenseRetriever(store, embedder)
     bm25 = BM25Retriever(store)

@@ -43,6 +43,7 @@ _TASK_FIELDS: dict[str, tuple[str, ...]] = {
     "update": ("beginning", "hallucinated", "corrected"),
     "delete": ("event", "summary"),
 }
+_QUEST_KEYS = ("quest_questions", "quest_answers")
 _CRUD_SECTIONS: dict[str, tuple[TaskKind, int]] = {
     "event_summary": ("delete", 0),
     "continuing_writing": ("create", 0),
@@ -165,13 +166,21 @@ def load_task_jsonl(path: str | Path, task: TaskKind) -> list[EvalItem]:
     for line_no, obj in _read_jsonl(path):
         where = f"{path}:{line_no}"
         values = [_text(obj, key, where) for key in fields]
-        extra = {k: v for k, v in obj.items() if k not in {"id", "gold_sources", *fields}}
+        quest = _QUEST_KEYS
+        extra = {k: v for k, v in obj.items() if k not in {"id", "gold_sources", *fields, *quest}}
+        # Shipping RAGQuestEval's questions with an item saves generating and answering them
+        # from the reference on every run, as CRUD-RAG's own data does.
+        questions, answers = (_strings(obj, key, where) for key in quest)
+        if len(questions) != len(answers):
+            raise InputError(f"{where}: {quest[0]!r} and {quest[1]!r} differ in length")
         items.append(
             build(
                 str(obj.get("id", f"{path.stem}-{line_no}")),
                 *values,
                 gold_sources=_strings(obj, "gold_sources", where),
                 metadata=extra,
+                quest_questions=questions or None,
+                quest_answers=answers or None,
             )
         )
     return items

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import PrivateAttr
 
 from ragkit.retrieval import Retriever
-from ragkit.text import tokenize
+from ragkit.text import LexicalTerms, lexical_terms
 from ragkit.types import Chunk, Query, Retrieved
 
 
@@ -42,6 +42,7 @@ class BM25Retriever(Retriever):
     """
 
     corpus: Any
+    terms: LexicalTerms = "words"
 
     _chunks: list[Chunk] = PrivateAttr(default_factory=list)
     _index: Any = PrivateAttr(default=None)
@@ -72,7 +73,9 @@ class BM25Retriever(Retriever):
             chunks = self.corpus.get_chunks() if from_store else list(self.corpus)
             index = bm25s.BM25()
             if chunks:
-                index.index([tokenize(c.text) for c in chunks], show_progress=False)
+                index.index(
+                    [lexical_terms(c.text, self.terms) for c in chunks], show_progress=False
+                )
             self._chunks, self._index, self._built_at = chunks, index, size
 
     def _retrieve(self, queries: list[Query], top_k: int) -> list[list[Retrieved]]:
@@ -81,7 +84,7 @@ class BM25Retriever(Retriever):
 
     def _search(self, query: Query, top_k: int) -> list[Retrieved]:
         chunks = self._chunks
-        tokens = tokenize(query.question)
+        tokens = lexical_terms(query.question, self.terms)
         if not chunks or not tokens:
             return []
         scores = np.asarray(self._index.get_scores(tokens), dtype=np.float64)
@@ -100,5 +103,7 @@ class BM25Retriever(Retriever):
         ]
 
     @classmethod
-    def from_chunks(cls, chunks: Sequence[Chunk], top_k: int = 5) -> BM25Retriever:
-        return cls(list(chunks), top_k=top_k)
+    def from_chunks(
+        cls, chunks: Sequence[Chunk], top_k: int = 5, terms: LexicalTerms = "words"
+    ) -> BM25Retriever:
+        return cls(list(chunks), top_k=top_k, terms=terms)
