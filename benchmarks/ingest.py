@@ -5,14 +5,21 @@ Phases run in separate subprocesses so each reports its own peak RSS:
   (b) ragkit's full ingest (load, chunk, embed, write) into a fresh chroma folder,
   (c) LangChain: RecursiveCharacterTextSplitter (characters sized to match the token chunks),
       HuggingFaceEmbeddings with its defaults, Chroma.from_documents,
-  (d) re-ingesting the unchanged corpus into the store from (b).
+  (d) re-ingesting the unchanged corpus into the store from (b),
+  (e) the local engine as `ragkit ingest` builds it from a pipeline spec, against
+  (f) the Ray engine on a local Ray cluster with 1, then 2 workers (same spec, so the same chunks),
+      its start-up (ray.init, then worker processes, imports and model load) timed apart from
+      the steady-state ingest that is compared with (e).
 
 Usage: python benchmarks/ingest.py [--docs 300] [--chunk-tokens 256] [--overlap 32]
+           [--ray-workers 1,2] [--engines-only]
+`--engines-only` runs (e) and (f) alone; `--ray-workers ''` leaves Ray out.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -126,11 +133,56 @@ def phase_langchain(args) -> dict:
     }
 
 
+def _spec(args):
+    from ragkit.spec import load_spec
+
+    spec = load_spec("naive").with_store(args.store, "bench")
+    chunker = spec.chunker.model_copy(
+        update={"chunk_tokens": args.chunk_tokens, "overlap_tokens": args.overlap}
+    )
+    return spec.model_copy(update={"chunker": chunker})
+
+
+def phase_local(args) -> dict:
+    """The local engine built from a spec, as `ragkit ingest` does, with a warm model."""
+    from ragkit import build
+
+    spec = _spec(args)
+    build.embedder(spec).embed_documents(["warm-up"] * 8)
+    report = build.ingestor(spec).ingest([args.corpus], progress=False)
+    return {
+        "seconds": report.seconds,
+        "chunks": report.chunks_added,
+        "documents": report.documents_added,
+        "load": os.getloadavg()[0],
+    }
+
+
+def phase_ray(args) -> dict:
+    """The Ray engine on a fresh local cluster of this machine's CPUs."""
+    from ragkit.distributed.ray_ingest import RayIngestor
+
+    report = RayIngestor(_spec(args), workers=args.workers).ingest([args.corpus], progress=False)
+    return {
+        "seconds": report.steady_seconds,
+        "total_seconds": report.seconds,
+        "connect_seconds": report.connect_seconds,
+        "pool_seconds": report.pool_seconds,
+        "model_load_seconds": report.model_load_seconds,
+        "chunks": report.chunks_added,
+        "documents": report.documents_added,
+        "workers_used": len(set(report.worker_pids)),
+        "load": os.getloadavg()[0],
+    }
+
+
 PHASES = {
     "raw": phase_raw,
     "ragkit": phase_ragkit,
     "langchain": phase_langchain,
     "reingest": phase_ragkit,
+    "local": phase_local,
+    "ray": phase_ray,
 }
 
 
@@ -144,9 +196,48 @@ def run_phase(name: str, **options) -> dict:
         "TRANSFORMERS_OFFLINE": "1",
         "ANONYMIZED_TELEMETRY": "False",
         "PYTHONPATH": str(REPO),
+        "RAY_USAGE_STATS_ENABLED": "0",
     }
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def compare_engines(corpus: Path, tmp: Path, n: int, args) -> None:
+    """(e) against (f): docs/s and chunks/s, Ray start-up apart, the load average beside each."""
+    common = {"corpus": corpus, "chunk_tokens": args.chunk_tokens, "overlap": args.overlap}
+    rows = [("(e) local engine", run_phase("local", store=tmp / "local", **common))]
+    for workers in args.ray_workers:
+        result = run_phase("ray", store=tmp / f"ray{workers}", workers=workers, **common)
+        label = f"(f) ray, {workers} worker{'s' if workers > 1 else ''}"
+        rows.append((label, result))
+    local = rows[0][1]
+    print(
+        f"{n} CRUD-RAG articles, {args.chunk_tokens}-token chunks (overlap {args.overlap}), "
+        f"{os.cpu_count()} CPUs; ingest seconds exclude model load (and Ray's start-up)"
+    )
+    print(
+        f"{'engine':20} {'ingest s':>8} {'docs/s':>7} {'chunks/s':>8} {'vs local':>8} "
+        f"{'ray.init s':>10} {'workers ready s':>15} {'model load s':>12} {'load avg':>8}"
+    )
+    for label, r in rows:
+        ray_cols = (
+            f"{r['connect_seconds']:10.1f} {r['pool_seconds']:15.1f} "
+            f"{r['model_load_seconds']:12.1f}"
+            if "pool_seconds" in r
+            else f"{'-':>10} {'-':>15} {'-':>12}"
+        )
+        print(
+            f"{label:20} {r['seconds']:8.1f} {r['documents'] / r['seconds']:7.1f} "
+            f"{r['chunks'] / r['seconds']:8.1f} {r['seconds'] / local['seconds']:8.2f} "
+            f"{ray_cols} {r['load']:8.1f}"
+        )
+        if r["chunks"] != local["chunks"]:
+            print(f"  ! {label} wrote {r['chunks']} chunks, the local engine {local['chunks']}")
+    for label, r in rows[1:]:
+        if "2 workers" in label:
+            ratio = r["seconds"] / local["seconds"]
+            verdict = "meets" if ratio <= 1.3 else "misses"
+            print(f"ray 2 workers / local time: {ratio:.2f}  ({verdict} the <= 1.3 bar)")
 
 
 def main() -> None:
@@ -158,6 +249,16 @@ def main() -> None:
     parser.add_argument("--corpus")
     parser.add_argument("--store")
     parser.add_argument("--chars-per-token", type=float, default=1.0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--ray-workers",
+        type=lambda text: [int(w) for w in text.split(",") if w.strip()],
+        default=[1, 2],
+        help="Ray pool sizes to measure, comma-separated ('' for none)",
+    )
+    parser.add_argument(
+        "--engines-only", action="store_true", help="only (e) local engine and (f) Ray"
+    )
     args = parser.parse_args()
     if args.phase:
         result = PHASES[args.phase](args)
@@ -166,6 +267,16 @@ def main() -> None:
         return
     if not NEWS.is_dir():
         sys.exit(f"{NEWS} is missing: the benchmark needs the CRUD-RAG news files")
+    if args.ray_workers and importlib.util.find_spec("ray") is None:
+        print("ray is not installed (pip install 'ragkit[ray]'): Ray phases left out")
+        args.ray_workers = []
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.engines_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            n = write_corpus(Path(tmp) / "corpus", args.docs)
+            compare_engines(Path(tmp) / "corpus", Path(tmp), n, args)
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
         n = write_corpus(corpus, args.docs)
@@ -198,6 +309,12 @@ def main() -> None:
     print(f"(b)/(a) chunks/s: {rate['b'] / rate['a']:.3f}  (target >= 0.85)")
     print(f"(b)/(c) docs/s:   {chain['seconds'] / ragkit['seconds']:.3f}")
     print(f"(d)/(b) time:     {again['seconds'] / ragkit['seconds']:.4f}  (target <= 0.05)")
+    if args.ray_workers:
+        print()
+        with tempfile.TemporaryDirectory() as tmp:
+            write_corpus(Path(tmp) / "corpus", args.docs)
+            compare_engines(Path(tmp) / "corpus", Path(tmp), n, args)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

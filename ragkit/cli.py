@@ -36,6 +36,23 @@ StoreOpt = Annotated[
     typer.Option("--store", help="Index folder, or http://host:port of a chroma server."),
 ]
 CollectionOpt = Annotated[str | None, typer.Option("--collection", help="Collection name.")]
+EngineOpt = Annotated[
+    str, typer.Option("--engine", help="Where the work runs: 'local' or 'ray' (a Ray cluster).")
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="With --engine ray: 'auto', ray://host:10001, or none to start Ray here.",
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        help="With --engine ray: workers, each loading the models once (default: CPUs).",
+    ),
+]
 
 
 def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -55,6 +72,17 @@ def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _on_ray(engine: str, address: str | None, workers: int | None) -> bool:
+    """Whether to run on Ray; Ray-only options without `--engine ray` are a mistake."""
+    if engine not in ("local", "ray"):
+        raise ValueError(f"--engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "local" and (address is not None or workers is not None):
+        raise ValueError("--address and --workers need --engine ray")
+    if workers is not None and workers <= 0:
+        raise ValueError(f"--workers must be > 0, got {workers}")
+    return engine == "ray"
 
 
 def _spec(pipeline: str, store: str | None, collection: str | None, top_k: int | None = None):
@@ -80,14 +108,22 @@ def ingest(
     delete: Annotated[
         bool, typer.Option("--delete", help="Remove these documents from the index.")
     ] = False,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Chunk, embed and index documents; unchanged files are skipped, changed ones replaced."""
     from ragkit import build
 
+    on_ray = _on_ray(engine, address, workers)
     spec = _spec(pipeline, store, collection)
-    report = build.ingestor(spec).ingest(
-        [str(p) for p in paths], progress=sys.stderr.isatty(), delete=delete
-    )
+    if on_ray:
+        from ragkit.distributed.ray_ingest import RayIngestor
+
+        ingestor = RayIngestor(spec, address=address, workers=workers)
+    else:
+        ingestor = build.ingestor(spec)
+    report = ingestor.ingest([str(p) for p in paths], progress=sys.stderr.isatty(), delete=delete)
     for issue in report.issues:
         typer.secho(f"skipped {issue.path}: {issue.reason}", err=True, fg=typer.colors.YELLOW)
     typer.echo(
@@ -96,6 +132,12 @@ def ingest(
         f"{report.documents_unchanged} unchanged, {report.documents_deleted} deleted, "
         f"{report.chunks_added} chunks written in {report.seconds:.1f}s"
     )
+    if on_ray and report.workers:
+        typer.echo(
+            f"ray: {report.workers} workers; start-up {report.startup_seconds:.1f}s "
+            f"(connect {report.connect_seconds:.1f}s, workers ready {report.pool_seconds:.1f}s), "
+            f"ingest {report.steady_seconds:.1f}s"
+        )
 
 
 @app.command()
@@ -195,10 +237,20 @@ def eval_command(
     articles: Annotated[int, typer.Option("--articles", help="CRUD-RAG articles to index.")] = 3000,
     ragas: Annotated[bool, typer.Option("--ragas/--no-ragas")] = True,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 4,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Run pipelines over a CRUD-style suite; resumable; writes JSONL, summary, report, plots."""
     from ragkit.eval.runner import EvalOptions, evaluate
 
+    runner = None
+    if _on_ray(engine, address, workers):
+        from functools import partial
+
+        from ragkit.distributed.ray_eval import RayEvalRunner
+
+        runner = partial(RayEvalRunner, address=address, workers=workers)
     result = evaluate(
         suite,
         pipelines or ["naive"],
@@ -210,6 +262,7 @@ def eval_command(
         data=data,
         articles=articles,
         progress=sys.stderr.isatty(),
+        runner=runner,
     )
     typer.echo(result.report)
     typer.echo(

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ragkit.loaders import LoadIssue, load_documents
 from ragkit.store import ChromaStore, DocumentRecord
@@ -55,7 +55,8 @@ class _Failure:
         self.exc = exc
 
 
-def _record(doc: Document, chunks: int, complete: bool) -> DocumentRecord:
+def document_record(doc: Document, chunks: int, complete: bool) -> DocumentRecord:
+    """A document's manifest entry; every ingestion path builds it here so entries agree."""
     return DocumentRecord(
         doc_id=doc.id,
         source=doc.source,
@@ -63,6 +64,145 @@ def _record(doc: Document, chunks: int, complete: bool) -> DocumentRecord:
         chunks=chunks,
         complete=complete,
     )
+
+
+def write_batch(
+    store: ChromaStore,
+    chunks: Sequence[Chunk],
+    vectors: Any,
+    *,
+    started: Iterable[DocumentRecord] = (),
+    finished: Iterable[DocumentRecord] = (),
+) -> None:
+    """Write one batch in the order that makes a crash harmless: the documents it starts are
+    entered as incomplete, then the chunks are upserted, then the documents whose last chunk
+    it holds are marked complete. A run killed anywhere in between leaves no document marked
+    complete without all of its chunks."""
+    started, finished = list(started), list(finished)
+    if started:
+        store.mark_documents(started)
+    if chunks:
+        store.upsert(chunks, vectors)
+    if finished:
+        store.mark_documents(finished)
+
+
+Verdict = Literal["write", "unchanged", "repeat"]
+
+
+class Ledger:
+    """One run's bookkeeping, whichever engine does the work.
+
+    It holds the manifest as it was when the run started and what the run has met and
+    finished, and fills the report; the local threads and the distributed driver both go
+    through it, so they skip, count and replace documents in the same way.
+    """
+
+    def __init__(self, store: ChromaStore, report: IngestReport) -> None:
+        self.store = store
+        self.report = report
+        self.known = store.documents()
+        self.known_by_source: dict[str, set[str]] = {}
+        for record in self.known.values():
+            self.known_by_source.setdefault(record.source, set()).add(record.doc_id)
+        self.seen: dict[str, set[str]] = {}  # source -> doc ids met in this run
+        self.written: set[str] = set()  # doc ids completed by this run
+        self.finished_sources: set[str] = set()
+        self.lock = threading.Lock()
+
+    def complete_ids(self) -> frozenset[str]:
+        """Ids already stored completely: workers that load documents themselves skip these."""
+        return frozenset(i for i, record in self.known.items() if record.complete)
+
+    def admit(self, doc_id: str, source: str) -> Verdict:
+        """Whether a document needs writing; an unchanged one is counted here, a repeat of a
+        document already met in this run is dropped silently."""
+        ids = self.seen.setdefault(source, set())
+        if doc_id in ids:
+            return "repeat"
+        ids.add(doc_id)
+        record = self.known.get(doc_id)
+        if record is not None and record.complete:
+            self.report.documents_unchanged += 1
+            return "unchanged"
+        return "write"
+
+    def wrote(self, chunks: int, finished: Iterable[tuple[str, str]]) -> None:
+        """Count a written batch: its chunks and the (doc id, source) pairs it completed."""
+        with self.lock:
+            self.report.chunks_added += chunks
+            for doc_id, source in finished:
+                self.written.add(doc_id)
+                older = self.known_by_source.get(source, set()) - {doc_id}
+                if any(self.known[i].complete for i in older):
+                    self.report.documents_replaced += 1
+                else:
+                    self.report.documents_added += 1
+
+    def remove_replaced(self) -> None:
+        """Drop older versions of sources whose new version is completely in.
+
+        Runs after the new chunks are written, so a crash in between leaves both versions, and
+        the next run (which finds the new one complete) removes the old one.
+        """
+        stale: set[str] = set()
+        for source, ids in self.seen.items():
+            if source not in self.finished_sources:
+                continue
+            if not all(i in self.written or self._complete_before(i) for i in ids):
+                continue
+            stale |= self.known_by_source.get(source, set()) - ids
+        if stale:
+            self.store.delete_documents(stale)
+
+    def _complete_before(self, doc_id: str) -> bool:
+        record = self.known.get(doc_id)
+        return record is not None and record.complete
+
+
+class IngestProgress:
+    """Documents done and chunks written, as a rich progress bar; nothing when disabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._doc_task: Any = None
+        self._chunk_task: Any = None
+
+    def __enter__(self) -> IngestProgress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._bar = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            self._doc_task = self._bar.add_task("documents", total=None)
+            self._chunk_task = self._bar.add_task("chunks written", total=None)
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def advance(self, *, docs: int = 0, chunks: int = 0) -> None:
+        if self._bar is None:
+            return
+        if docs:
+            self._bar.advance(self._doc_task, docs)
+        if chunks:
+            self._bar.advance(self._chunk_task, chunks)
 
 
 def _under(source: str, roots: Sequence[str]) -> bool:
@@ -137,29 +277,19 @@ class Ingestor:
 
 
 class _Run:
-    """The state of one ingestion: the manifest snapshot, the threads and the counters."""
+    """The state of one ingestion: the ledger, the threads and the queues between them."""
 
     def __init__(self, owner: Ingestor, report: IngestReport, progress: bool) -> None:
         self.started = time.perf_counter()  # the manifest read below is part of the cost
         self.owner = owner
         self.store = owner.store
         self.report = report
-        self.progress = progress
+        self.progress = IngestProgress(progress)
         self.stop = threading.Event()
         self.chunk_queue: queue.Queue[Any] = queue.Queue(maxsize=4)
         self.write_queue: queue.Queue[Any] = queue.Queue(maxsize=2)
-        self.known = self.store.documents()
-        self.known_by_source: dict[str, set[str]] = {}
-        for record in self.known.values():
-            self.known_by_source.setdefault(record.source, set()).add(record.doc_id)
-        self.seen: dict[str, set[str]] = {}  # source -> doc ids met in this run
-        self.written: set[str] = set()  # doc ids completed by this run
-        self.finished_sources: set[str] = set()
-        self.lock = threading.Lock()
+        self.ledger = Ledger(self.store, report)
         self.writer_failure: BaseException | None = None
-        self._bar: Any = None
-        self._doc_task: Any = None
-        self._chunk_task: Any = None
 
     # -- orchestration ------------------------------------------------------------------------
 
@@ -167,7 +297,7 @@ class _Run:
         producer = threading.Thread(target=self._produce, args=(docs,), daemon=True)
         writer = threading.Thread(target=self._write, daemon=True)
         failure: BaseException | None = None
-        with self._progress():
+        with self.progress:
             producer.start()
             writer.start()
             try:
@@ -185,7 +315,7 @@ class _Run:
             failure = self.writer_failure
         if failure is not None:
             raise failure
-        self._remove_replaced()
+        self.ledger.remove_replaced()
         self.report.seconds = time.perf_counter() - self.started
         return self.report
 
@@ -218,29 +348,26 @@ class _Run:
         """Groups of documents that need writing; unchanged ones are counted and dropped here."""
         group: list[Document] = []
         current_source: str | None = None
+        finished_sources = self.ledger.finished_sources
         for doc in docs:
             if self.stop.is_set():
                 return
             source = doc.source
             if source != current_source:
                 if current_source is not None:
-                    self.finished_sources.add(current_source)
+                    finished_sources.add(current_source)
                 current_source = source
-            ids = self.seen.setdefault(source, set())
-            if doc.id in ids:
-                continue
-            ids.add(doc.id)
-            record = self.known.get(doc.id)
-            if record is not None and record.complete:
-                self.report.documents_unchanged += 1
-                self._advance(docs=1)
+            verdict = self.ledger.admit(doc.id, source)
+            if verdict == "unchanged":
+                self.progress.advance(docs=1)
+            if verdict != "write":
                 continue
             group.append(doc)
             if len(group) >= self.owner.doc_batch_size:
                 yield group
                 group = []
         if current_source is not None:
-            self.finished_sources.add(current_source)
+            finished_sources.add(current_source)
         if group:
             yield group
 
@@ -294,80 +421,12 @@ class _Run:
                 self.stop.set()
 
     def _write_batch(self, batch: _Batch) -> None:
-        if batch.started:
-            self.store.mark_documents(_record(doc, 0, complete=False) for doc in batch.started)
-        if batch.chunks:
-            self.store.upsert(batch.chunks, batch.vectors)
-        if batch.finished:
-            self.store.mark_documents(_record(doc, n, complete=True) for doc, n in batch.finished)
-        with self.lock:
-            self.report.chunks_added += len(batch.chunks)
-            for doc, _ in batch.finished:
-                self.written.add(doc.id)
-                older = self.known_by_source.get(doc.source, set()) - {doc.id}
-                if any(self.known[i].complete for i in older):
-                    self.report.documents_replaced += 1
-                else:
-                    self.report.documents_added += 1
-        self._advance(docs=len(batch.finished), chunks=len(batch.chunks))
-
-    def _remove_replaced(self) -> None:
-        """Drop older versions of sources whose new version is completely in.
-
-        Runs after the new chunks are written, so a crash in between leaves both versions, and
-        the next run (which finds the new one complete) removes the old one.
-        """
-        stale: set[str] = set()
-        for source, ids in self.seen.items():
-            if source not in self.finished_sources:
-                continue
-            if not all(i in self.written or self._complete_before(i) for i in ids):
-                continue
-            stale |= self.known_by_source.get(source, set()) - ids
-        if stale:
-            self.store.delete_documents(stale)
-
-    def _complete_before(self, doc_id: str) -> bool:
-        record = self.known.get(doc_id)
-        return record is not None and record.complete
-
-    # -- progress -----------------------------------------------------------------------------
-
-    def _progress(self) -> Any:
-        if not self.progress:
-            return _NullContext()
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            SpinnerColumn,
-            TextColumn,
-            TimeElapsedColumn,
+        write_batch(
+            self.store,
+            batch.chunks,
+            batch.vectors,
+            started=(document_record(doc, 0, complete=False) for doc in batch.started),
+            finished=(document_record(doc, n, complete=True) for doc, n in batch.finished),
         )
-
-        self._bar = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        self._doc_task = self._bar.add_task("documents", total=None)
-        self._chunk_task = self._bar.add_task("chunks written", total=None)
-        return self._bar
-
-    def _advance(self, *, docs: int = 0, chunks: int = 0) -> None:
-        if self._bar is None:
-            return
-        if docs:
-            self._bar.advance(self._doc_task, docs)
-        if chunks:
-            self._bar.advance(self._chunk_task, chunks)
-
-
-class _NullContext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+        self.ledger.wrote(len(batch.chunks), ((doc.id, doc.source) for doc, _ in batch.finished))
+        self.progress.advance(docs=len(batch.finished), chunks=len(batch.chunks))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,37 @@ def pipeline_input(item: EvalItem) -> dict[str, Any]:
     }
 
 
+def evaluate_batch(
+    spec: PipelineSpec, rag: Any, batch: list[EvalItem], options: EvalOptions
+) -> list[dict[str, Any]]:
+    """Answer and score one batch of items: the unit of work of every evaluation engine."""
+    began = time.perf_counter()
+    answers = rag.batch([pipeline_input(i) for i in batch])
+    latency = (time.perf_counter() - began) / len(batch)
+    scores = batch_scores(
+        batch,
+        answers,
+        embedder=build.embedder(spec) if options.similarity else None,
+        questeval_generator=build.generator(spec) if options.questeval else None,
+        use_ragas=options.use_ragas,
+        judge_url=options.judge_url,
+    )
+    return [
+        {
+            **answer_record(answer),
+            "pipeline": spec.name,
+            "item_id": item.id,
+            "task": item.task,
+            "query": tasks.query(item),
+            "reference": item.reference,
+            "gold_sources": list(item.gold_sources),
+            "latency_s": latency,
+            "scores": score,
+        }
+        for item, answer, score in zip(batch, answers, scores, strict=True)
+    ]
+
+
 class EvalRunner:
     """Evaluates named pipelines on one suite; the index of the suite's corpus is built (or
     found up to date) once per embedder/chunker setting."""
@@ -123,45 +154,27 @@ class EvalRunner:
                     continue
                 spec = self.index_spec(spec)
                 self.ensure_index(spec, progress)
-                rag = build.pipeline(spec)
-                for start in range(0, len(pending), self.options.batch_size):
-                    batch = pending[start : start + self.options.batch_size]
-                    for record in self._run_batch(spec, rag, batch):
+                for batch_records in self.evaluate_pending(spec, pending):
+                    for record in batch_records:
                         out.write(json.dumps(record, ensure_ascii=False) + "\n")
                         records.append(record)
                     out.flush()
-                    computed += len(batch)
-                    advance(len(batch))
+                    computed += len(batch_records)
+                    advance(len(batch_records))
         return self.write_report(records, computed)
 
-    def _run_batch(
-        self, spec: PipelineSpec, rag: Any, batch: list[EvalItem]
-    ) -> list[dict[str, Any]]:
-        began = time.perf_counter()
-        answers = rag.batch([pipeline_input(i) for i in batch])
-        latency = (time.perf_counter() - began) / len(batch)
-        scores = batch_scores(
-            batch,
-            answers,
-            embedder=build.embedder(spec) if self.options.similarity else None,
-            questeval_generator=build.generator(spec) if self.options.questeval else None,
-            use_ragas=self.options.use_ragas,
-            judge_url=self.options.judge_url,
-        )
-        return [
-            {
-                **answer_record(answer),
-                "pipeline": spec.name,
-                "item_id": item.id,
-                "task": item.task,
-                "query": tasks.query(item),
-                "reference": item.reference,
-                "gold_sources": list(item.gold_sources),
-                "latency_s": latency,
-                "scores": score,
-            }
-            for item, answer, score in zip(batch, answers, scores, strict=True)
-        ]
+    def batches(self, items: Sequence[EvalItem]) -> list[list[EvalItem]]:
+        size = self.options.batch_size
+        return [list(items[start : start + size]) for start in range(0, len(items), size)]
+
+    def evaluate_pending(
+        self, spec: PipelineSpec, pending: Sequence[EvalItem]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Records of the pending items, one batch at a time as each finishes; the Ray engine
+        overrides this to spread the batches over workers."""
+        rag = build.pipeline(spec)
+        for batch in self.batches(pending):
+            yield evaluate_batch(spec, rag, batch, self.options)
 
     def write_report(self, records: list[dict[str, Any]], computed: int) -> EvalResult:
         names = {s.name for s in self.specs}
@@ -192,8 +205,10 @@ def evaluate(
     data: Path | None = None,
     articles: int = 3000,
     progress: bool = False,
+    runner: Callable[..., EvalRunner] | None = None,
 ) -> EvalResult:
-    """Evaluate pipelines on a suite by name or path; what `ragkit eval` runs."""
+    """Evaluate pipelines on a suite by name or path; what `ragkit eval` runs. `runner` makes
+    the runner (an `EvalRunner` by default; the Ray engine passes its own)."""
     from ragkit.eval.suites import open_suite
 
     if limit is not None and limit <= 0:
@@ -201,7 +216,8 @@ def evaluate(
     chosen, documents = open_suite(suite, data=data, articles=articles)
     names = [p.name if isinstance(p, PipelineSpec) else str(p) for p in pipelines]
     folder = run_dir or default_run_dir(chosen, names, limit, runs)
-    runner = EvalRunner(
+    make_runner = runner or EvalRunner
+    chosen_runner = make_runner(
         chosen,
         pipelines,
         folder,
@@ -209,7 +225,7 @@ def evaluate(
         options=options,
         documents=documents,
     )
-    return runner.run(limit_items(chosen.items, limit), progress=progress)
+    return chosen_runner.run(limit_items(chosen.items, limit), progress=progress)
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
