@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ragkit.errors import ConfigError
@@ -34,6 +37,64 @@ def cache_dir() -> Path:
     root = Path(os.environ.get("RAGKIT_CACHE", Path.home() / ".cache" / "ragkit"))
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+READY_FILE = "ragkit-export.json"
+
+
+def source_fingerprint(source: str) -> str:
+    """A short digest of a model folder's files (name, size, mtime), or of a hub name.
+
+    Keys derived artefacts so that a changed or replaced model never reuses a stale export,
+    without hashing hundreds of megabytes of weights on every load.
+    """
+    digest = hashlib.sha256(source.encode())
+    folder = Path(source)
+    if folder.is_dir():
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def derived_model_dir(source: str, variant: str) -> Path:
+    """Where an artefact derived from `source` (an ONNX export, a quantised copy) is cached.
+
+    Lives under `cache_dir()`, never beside the model: packaged model folders may be read-only.
+    """
+    stem = "".join(c if c.isalnum() or c in "-." else "_" for c in Path(source).name)[:48]
+    return cache_dir() / "embeddings" / f"{stem}-{variant}-{source_fingerprint(source)}"
+
+
+def build_once(target: Path, build: Callable[[Path], dict]) -> Path:
+    """Build a cached folder once, atomically: `build` fills a temporary sibling and returns a
+    manifest, which is written last; the folder is then renamed into place.
+
+    A folder that exists with its manifest is complete, so readers never see half an export;
+    when two processes race, the loser drops its copy and uses the winner's.
+    """
+    if (target / READY_FILE).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
+    try:
+        manifest = build(tmp)
+        (tmp / READY_FILE).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like the GGUF beside it
+        if target.exists() and not (target / READY_FILE).is_file():
+            shutil.rmtree(target)  # left by an interrupted non-atomic writer
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / READY_FILE).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def read_manifest(folder: Path) -> dict:
+    return json.loads((folder / READY_FILE).read_text(encoding="utf-8"))
 
 
 def resolve_embedding_model(name: str) -> str:
