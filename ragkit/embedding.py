@@ -9,9 +9,11 @@ The model runs on one of three backends:
   ~1.25x on AVX2 at a cosine of ~0.993 to fp32 (min ~0.985 on short Chinese snippets).
 
 "auto" (the default) is torch; "onnx" and "onnx-int8" are explicit choices, e.g. for bulk
-ingestion. Every export is checked against torch fp32 on fixed English and Chinese probe texts
-when it is built, and one that drifts is refused. int8's per-text drift, though small, exceeds
-what ragkit's precision checks allow (0.99 cosine for every text).
+ingestion, or process-wide preferences for "auto" through RAGKIT_EMBEDDING_BACKEND (which then
+still falls back to torch where ONNX cannot serve: GPUs, bf16, a model that does not export).
+Every export is checked against torch fp32 on fixed English and Chinese probe texts when it is
+built, and one that drifts is refused. int8's per-text drift, though small, exceeds what
+ragkit's precision checks allow (0.99 cosine for every text).
 
 Why not sentence-transformers' own `backend="onnx"`: it loads through optimum-onnx, whose
 release pins transformers < 4.58 and imports helpers that transformers 5 (required by
@@ -44,7 +46,7 @@ from typing import Any, Literal
 
 import numpy as np
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, PrivateAttr, field_validator, model_validator
 
 from ragkit.errors import ConfigError
 from ragkit.models import (
@@ -157,11 +159,27 @@ def backend_candidates(backend: str, device: str, precision: Precision) -> list[
 
     `auto` is torch for now: the ONNX backends are opt-in until they have run as the default
     through the whole test suite without a difference from torch (one ingest test picked a
-    different top hit once with `onnx`, unexplained so far).
+    different top hit once with `onnx`, unexplained so far). RAGKIT_EMBEDDING_BACKEND puts an
+    ONNX backend first for `auto` where it can serve (CPU, fp32), with torch behind it.
     """
     if backend != "auto":
         return [backend]
+    preferred = preferred_backend()
+    onnx_fits = device == "cpu" and resolve_precision(precision, device) == "float32"
+    if preferred in ("onnx", "onnx-int8") and onnx_fits and onnx_available():
+        return [preferred, "torch"]
     return ["torch"]
+
+
+def preferred_backend() -> str:
+    """What `auto` should try first, from RAGKIT_EMBEDDING_BACKEND ("auto" when unset)."""
+    value = os.environ.get(BACKEND_ENV, "").strip() or "auto"
+    if value not in BACKENDS:
+        raise ValueError(
+            f"{BACKEND_ENV}={value!r} is not an embedding backend; "
+            f"choose one of {', '.join(BACKENDS)}"
+        )
+    return value
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -469,24 +487,21 @@ def load_onnx(source: str, backend: str) -> OnnxEncoder:
 # -- the embedder ------------------------------------------------------------------------------
 
 
-def _default_backend() -> str:
-    return os.environ.get(BACKEND_ENV, "auto")
-
-
 class Embedder(RunnableSerializable[str, list[float]]):
     """Embeds passages for the store and queries for retrieval with one loaded model.
 
     As a Runnable it maps a query string to its vector (that is what a retrieval chain needs);
     `batch` encodes all inputs in one model call. Passages go through `embed_documents`.
     `query_prefix` / `passage_prefix` serve e5-style models that expect "query: " / "passage: ".
-    `backend` picks how the model runs (see the module docstring); the default `auto` can be
-    overridden process-wide with RAGKIT_EMBEDDING_BACKEND, e.g. to compare backends.
+    `backend` picks how the model runs (see the module docstring); what `auto` tries first can
+    be set process-wide with RAGKIT_EMBEDDING_BACKEND, e.g. to compare backends in benchmarks
+    that build their own embedders.
     """
 
     model: str = DEFAULT_EMBEDDING_MODEL
     device: str = "cpu"
     precision: Precision = "auto"
-    backend: Backend = Field(default_factory=_default_backend, validate_default=True)
+    backend: Backend = "auto"
     batch_size: int = 64
     normalize: bool = True
     query_prefix: str = ""
@@ -520,6 +535,13 @@ class Embedder(RunnableSerializable[str, list[float]]):
         if not value.strip():
             raise ValueError("model must name a sentence-transformers model or folder, got ''")
         return value
+
+    @model_validator(mode="after")
+    def _known_preference(self) -> Embedder:
+        """A misspelt RAGKIT_EMBEDDING_BACKEND fails here, naming itself, not at first use."""
+        if self.backend == "auto":
+            preferred_backend()
+        return self
 
     @model_validator(mode="after")
     def _default_name(self) -> Embedder:

@@ -118,7 +118,8 @@ def test_export_is_cached_outside_the_model_folder(backend, source):
     assert manifest["source"] == source and manifest["backend"] == backend
 
 
-def test_auto_keeps_torch_and_onnx_is_opt_in():
+def test_auto_keeps_torch_and_onnx_is_opt_in(monkeypatch):
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
     assert Embedder(backend="auto").resolved_backend == "torch"
     assert backend_candidates("auto", "cpu", "bfloat16") == ["torch"]
     assert backend_candidates("auto", "cuda", "auto") == ["torch"]
@@ -140,11 +141,17 @@ def test_unknown_backend_is_named_in_the_error(monkeypatch):
         Embedder()
 
 
-def test_backend_default_follows_the_environment(monkeypatch):
+@needs_onnx
+def test_environment_sets_what_auto_tries_first(monkeypatch):
+    monkeypatch.setenv(BACKEND_ENV, "onnx")
+    embedder = Embedder()
+    assert embedder.backend == "auto" and embedder.resolved_backend == "onnx"
+    # a preference, not an order: bf16 and GPUs still get torch instead of an error
+    assert backend_candidates("auto", "cpu", "bfloat16") == ["torch"]
+    assert backend_candidates("auto", "cuda", "auto") == ["torch"]
+    assert backend_candidates("torch", "cpu", "auto") == ["torch"]
     monkeypatch.setenv(BACKEND_ENV, "torch")
-    assert Embedder().backend == "torch"
-    monkeypatch.delenv(BACKEND_ENV)
-    assert Embedder().backend == "auto"
+    assert Embedder().resolved_backend == "torch"
 
 
 @needs_onnx
