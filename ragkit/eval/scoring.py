@@ -77,7 +77,7 @@ def batch_scores(
         for s, item, answer in zip(scores, items, answers, strict=True):
             if item.questions:
                 result = quest.score(answer.text, item.reference, item.questions, item.answers)
-                s.update(result.scores)
+                s.update(result.scores())
     if use_ragas:
         scores = _with_ragas(scores, items, answers, judge_url, embedder if judge_url else None)
     return scores
