@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-import httpx
-import pytest
+from conftest import chroma_server
 
 from ragkit.chunking import TokenChunker
 from ragkit.ingest import Ingestor
@@ -210,43 +206,8 @@ def test_ctrl_c_stops_after_the_current_batch_keeping_what_was_written(
         assert {f"{doc.doc_id}:{i:05d}" for i in range(doc.chunks)} <= stored
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_ingest_and_query_through_a_chroma_server(tmp_path, embedder):
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
-    if chroma is None:
-        pytest.fail("the chroma CLI is not installed beside this Python")
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            chroma,
-            "run",
-            "--path",
-            str(tmp_path / "server"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, "chroma server exited"
-            assert time.monotonic() < deadline, "chroma server did not answer within 60 s"
-            time.sleep(0.25)
+    with chroma_server(tmp_path / "server") as url:
         corpus = _write_corpus(tmp_path / "docs", 3)
         (corpus / "tower.txt").write_text(
             "The Eiffel Tower was finished in 1889.", encoding="utf-8"
@@ -258,6 +219,3 @@ def test_ingest_and_query_through_a_chroma_server(tmp_path, embedder):
         assert len(again) == 4 and all(d.complete for d in again.values())
         hits = DenseRetriever(store, embedder, top_k=1).invoke("When was the Eiffel Tower built?")
         assert hits[0].chunk.text == "The Eiffel Tower was finished in 1889."
-    finally:
-        server.terminate()
-        server.wait(timeout=30)

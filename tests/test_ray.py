@@ -9,17 +9,15 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 from conftest import SHARED_DATA, free_port
+from conftest import chroma_server as start_chroma_server
 from typer.testing import CliRunner
 
 from ragkit import build
@@ -71,32 +69,8 @@ def ray_cluster():
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory):
     """A real `chroma run` on a free loopback port, as the store Ray runs write to."""
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
-    if chroma is None:
-        pytest.fail("the chroma CLI is not installed beside this Python")
-    port = free_port()
-    folder = tmp_path_factory.mktemp("chroma-server")
-    server = subprocess.Popen(
-        [chroma, "run", "--path", str(folder), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, "chroma server exited"
-            assert time.monotonic() < deadline, "chroma server did not answer within 60 s"
-            time.sleep(0.25)
+    with start_chroma_server(tmp_path_factory.mktemp("chroma-server")) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
