@@ -317,7 +317,9 @@ def main(
         )
     ]
     skipped = ""
-    crud = crud_setup(args.crud_sample, args.crud_articles, args.top_k, args.seed)
+    crud = None
+    if args.crud_sample:
+        crud = crud_setup(args.crud_sample, args.crud_articles, args.top_k, args.seed)
     if args.crud_sample == 0:
         skipped = "CRUD-RAG part skipped (--crud-sample 0)."
     elif crud is None:
@@ -326,11 +328,13 @@ def main(
     else:
         name = f"CRUD-RAG factoids (BM25 + jieba, first {args.crud_articles} articles)"
         runs.append(run_suite(name, crud[1], [], crud[0], generator, reset, **kwargs))
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     header = [
         "# Append vs prepend context layout: prefix-cache reuse",
         "",
-        f"Engine: {engine}. Machine: {platform.machine()}, {os.cpu_count()} CPU cores "
-        "(shared with other work while measured). "
+        f"Engine: {engine}, {getattr(generator, 'resolved_dtype', '')}. "
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores "
+        f"(load average at the end: {load}). "
         f"Retrieval: top {args.top_k} passages per call (~200-token chunks); "
         f"{args.rounds} Iter-RetGen rounds; answers up to {args.max_new_tokens} tokens; "
         f"greedy decoding. Both layouts: same generator, prefix cache on, cache cleared "
@@ -361,6 +365,6 @@ if __name__ == "__main__":
         None,
         _local_generator,
         _clear_local,
-        "ragkit LocalGenerator (transformers, bf16, CPU, exact block prefix cache of 512 MiB)",
+        "ragkit LocalGenerator (transformers, CPU, exact block prefix cache of 512 MiB)",
         RESULTS / "kv_append.md",
     )

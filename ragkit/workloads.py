@@ -141,7 +141,8 @@ def _record(
 
 @dataclass
 class _Draft:
-    """One question's passages so far: first-seen order for `append`, best score for `prepend`."""
+    """One question's passages so far: first-seen order for `append`; for `prepend`, ranked for
+    the current round's query, as relevance-ordered RAG prompts are."""
 
     item: Question
     best: dict[str, Retrieved] = field(default_factory=dict)
@@ -159,9 +160,17 @@ class _Draft:
                 self.best[hit.chunk.id] = hit  # dict keeps the first-seen position
         return fresh
 
-    def by_score(self) -> list[Retrieved]:
+    def ranked_for(self, hits: Sequence[Retrieved]) -> list[Retrieved]:
+        """This round's hits in their rank order, then earlier passages by their best score.
+
+        Scores from different queries are not comparable, so the current query's ranking leads;
+        keeping the earlier passages means both layouts show the model the same set.
+        """
+        current = list(dict.fromkeys(hit.chunk.id for hit in hits))
+        earlier = [h for h in self.best.values() if h.chunk.id not in set(current)]
         order = {chunk_id: i for i, chunk_id in enumerate(self.best)}
-        return sorted(self.best.values(), key=lambda h: (-h.score, order[h.chunk.id]))
+        earlier.sort(key=lambda h: (-h.score, order[h.chunk.id]))
+        return [self.best[chunk_id] for chunk_id in current] + earlier
 
 
 def iter_retgen(
@@ -201,7 +210,7 @@ def iter_retgen(
                 elif layout == "append":
                     draft.prompt = shaper.assemble(draft.item.query, hits)
                 else:
-                    draft.prompt = shaper.assemble(draft.item.query, draft.by_score())
+                    draft.prompt = shaper.assemble(draft.item.query, draft.ranked_for(hits))
             answers = generator.batch([d.prompt for d in drafts])
             for draft, answer, new in zip(drafts, answers, fresh, strict=True):
                 draft.answer = answer.text

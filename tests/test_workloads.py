@@ -180,3 +180,22 @@ def test_invalid_settings_name_the_value(retriever):
         chat([], retriever, None, batch_size=0)
     assert iter_retgen([], retriever, None) == []
     assert chat([], retriever, None, assembler=PromptAssembler(layout="prepend")) == []
+
+
+def test_prepend_ranks_passages_for_the_current_round():
+    """Prepend leads with this round's ranking (scores of other queries are not comparable) and
+    still shows every passage found so far, so both layouts hold the same set."""
+    from ragkit.eval.tasks import EvalItem
+    from ragkit.types import Chunk, Retrieved
+    from ragkit.workloads import _Draft
+
+    def hit(i: int, score: float) -> Retrieved:
+        return Retrieved(Chunk(f"d{i}:0", f"d{i}", f"passage {i}", 0, 9, {}), score, i)
+
+    draft = _Draft(EvalItem(id="x", task="read", query="q", inputs={}, reference="a"))
+    first = [hit(0, 9.0), hit(1, 8.0)]
+    draft.add(first)
+    assert [h.chunk.id for h in draft.ranked_for(first)] == ["d0:0", "d1:0"]
+    second = [hit(2, 3.0), hit(1, 2.0)]
+    draft.add(second)
+    assert [h.chunk.id for h in draft.ranked_for(second)] == ["d2:0", "d1:0", "d0:0"]

@@ -190,9 +190,14 @@ class LocalGenerator(Generator):
     def prefix_cache(self) -> PrefixKVCache | None:
         return self._cache
 
+    @property
+    def resolved_dtype(self) -> str:
+        """The dtype `auto` settles on for this CPU (bf16 only where it is fast)."""
+        return resolve_dtype(self.dtype)
+
     def loaded(self) -> LoadedModel:
         """Load the weights now (otherwise the first call does)."""
-        return load_model(self.model, resolve_dtype(self.dtype))
+        return load_model(self.model, self.resolved_dtype)
 
     def _chat_tokenizer(self) -> Any:
         return self.loaded().tokenizer
