@@ -37,6 +37,10 @@ CRUD = REPO.parent / "shared" / "data" / "crud-rag"
 NAMED = ["hybrid", "rerank", "rewrite-retrieve-read", "multi-query", "hyde", "iter-retgen", "best"]
 NEEDS_LLM = {"rewrite-retrieve-read", "multi-query", "hyde", "iter-retgen"}
 DEPTH = 10
+# "NAME+bm25": the named pipeline with `best`'s retriever (BM25 over words + character bigrams)
+# in place of its own, so a stage's effect on Chinese is measured against the retriever it adds to.
+ON_BEST_RETRIEVER = "+bm25"
+SUBSET_BASELINES = ("bm25-only", "best")
 
 
 def spec_for(name: str, location: str, collection: str) -> PipelineSpec:
@@ -50,6 +54,9 @@ def spec_for(name: str, location: str, collection: str) -> PipelineSpec:
                 "retriever": spec.retriever.model_copy(update={"kind": kind, "lexical": "words"})
             }
         )
+    elif name.endswith(ON_BEST_RETRIEVER):
+        spec = load_spec(name.removesuffix(ON_BEST_RETRIEVER))
+        spec = spec.model_copy(update={"name": name, "retriever": load_spec("best").retriever})
     else:
         spec = load_spec(name)
     spec = spec.with_store(location, collection)
@@ -121,11 +128,13 @@ def measure(
         if chunks is not None and spec_for(name, location, collection).retriever.kind != "bm25":
             print(f"skipped {name}: needs embeddings (run without --lexical-only)", flush=True)
             continue
-        llm = name in NEEDS_LLM
+        llm = name.removesuffix(ON_BEST_RETRIEVER) in NEEDS_LLM
         subset = list(items[:llm_questions]) if llm else list(items)
         if llm and not subset_baseline_done and len(subset) < len(items):
-            rows.append(_row("bm25-only", subset, location, collection, 0, chunks))
-            rows[-1]["pipeline"] = f"bm25-only (first {len(subset)})"
+            for baseline in SUBSET_BASELINES:
+                rows.append(_row(baseline, subset, location, collection, 0, chunks))
+                rows[-1]["pipeline"] = f"{baseline} (first {len(subset)})"
+                print(_markdown([rows[-1]]).splitlines()[-1], flush=True)
             subset_baseline_done = True
         rows.append(_row(name, subset, location, collection, answers, chunks))
         print(_markdown([rows[-1]]).splitlines()[-1], flush=True)
