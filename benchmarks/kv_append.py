@@ -317,9 +317,11 @@ def main(
         )
     ]
     skipped = ""
-    crud = None
-    if args.crud_sample:
-        crud = crud_setup(args.crud_sample, args.crud_articles, args.top_k, args.seed)
+    crud = (
+        crud_setup(args.crud_sample, args.crud_articles, args.top_k, args.seed)
+        if args.crud_sample
+        else None
+    )
     if args.crud_sample == 0:
         skipped = "CRUD-RAG part skipped (--crud-sample 0)."
     elif crud is None:
@@ -329,10 +331,12 @@ def main(
         name = f"CRUD-RAG factoids (BM25 + jieba, first {args.crud_articles} articles)"
         runs.append(run_suite(name, crud[1], [], crud[0], generator, reset, **kwargs))
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    # Only the local generator picks its dtype from the CPU; other engines report their own.
+    dtype = f", {generator.resolved_dtype}" if hasattr(generator, "resolved_dtype") else ""
     header = [
         "# Append vs prepend context layout: prefix-cache reuse",
         "",
-        f"Engine: {engine}, {getattr(generator, 'resolved_dtype', '')}. "
+        f"Engine: {engine}{dtype}. "
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores "
         f"(load average at the end: {load}). "
         f"Retrieval: top {args.top_k} passages per call (~200-token chunks); "

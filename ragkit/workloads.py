@@ -166,8 +166,8 @@ class _Draft:
         Scores from different queries are not comparable, so the current query's ranking leads;
         keeping the earlier passages means both layouts show the model the same set.
         """
-        current = list(dict.fromkeys(hit.chunk.id for hit in hits))
-        earlier = [h for h in self.best.values() if h.chunk.id not in set(current)]
+        current = dict.fromkeys(hit.chunk.id for hit in hits)  # ordered, and a set to test
+        earlier = [h for h in self.best.values() if h.chunk.id not in current]
         order = {chunk_id: i for i, chunk_id in enumerate(self.best)}
         earlier.sort(key=lambda h: (-h.score, order[h.chunk.id]))
         return [self.best[chunk_id] for chunk_id in current] + earlier
