@@ -1,13 +1,13 @@
 """Local generation backends on a ~1,000-token RAG prompt: load, prefill, decode, TTFT, KV reuse.
 
-Compares the transformers backend (the baseline, prefix cache off, bf16 or float32 as the CPU
-suits) with llama-cpp-python on
-the same packaged GGUF, then the time to first token of a prompt that extends a cached one, the
-prefill block size, and batched against sequential prefill/decode. Figures are printed as
+Compares the transformers backend (the baseline, prefix cache off, bf16, int8 or float32 as
+the CPU suits) with llama-cpp-python on the same packaged GGUF, then the time to first token
+of a prompt that extends a cached one, the prefill block size, and batched against sequential
+prefill/decode. Figures are printed as
 ratios against the baseline measured in the same run.
 
     python benchmarks/generators.py [--json out.json] [--tokens 1000] [--decode-tokens 48]
-        [--dtype auto|bfloat16|float32] [--other-dtype] [--block-sweep]
+        [--dtype auto|bfloat16|float32|int8] [--other-dtype] [--block-sweep]
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--decode-tokens", type=int, default=48)
     parser.add_argument("--tokens", type=int, default=1000, help="prompt length to aim for")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32"))
+    parser.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32", "int8"))
     parser.add_argument("--other-dtype", action="store_true", help="also time the other dtype")
     parser.add_argument("--block-sweep", action="store_true", help="prefill speed per block size")
     args = parser.parse_args()
@@ -195,7 +195,7 @@ def main() -> None:
     results: dict = {"transformers": hf}
     report("transformers", hf)
     if args.other_dtype:
-        other = "float32" if dtype == "bfloat16" else "bfloat16"
+        other = "bfloat16" if dtype == "float32" else "float32"
         results[f"transformers_{other}"] = measure_transformers(prompt, args.decode_tokens, other)
     results["llama_cpp"] = measure_llama_cpp(gen.render(prompt), args.decode_tokens)
     report("llama_cpp", results["llama_cpp"])

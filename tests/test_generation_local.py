@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from ragkit.generation.local import LocalGenerator, converted_folder, resolve_dtype
 from ragkit.types import Answer, AnswerChunk, Prompt, Segment
@@ -65,10 +66,39 @@ def test_converted_folder_is_a_plain_checkpoint():
 def test_auto_dtype_follows_the_cpu(local_generator):
     flags = Path("/proc/cpuinfo").read_text()
     native_bf16 = "amx_bf16" in flags or "avx512_bf16" in flags
-    assert resolve_dtype("auto") == ("bfloat16" if native_bf16 else "float32")
+    int8 = bool({"x86", "fbgemm"} & set(torch.backends.quantized.supported_engines))
+    expected = "bfloat16" if native_bf16 else ("int8" if int8 else "float32")
+    assert resolve_dtype("auto") == expected
     assert resolve_dtype("float32") == "float32"
     model = local_generator.loaded().model
-    assert str(next(model.parameters()).dtype) == f"torch.{resolve_dtype('auto')}"
+    float_linears = [m for m in model.modules() if type(m) is torch.nn.Linear]
+    int8_linears = [m for m in model.modules() if type(m) is torch.ao.nn.quantized.dynamic.Linear]
+    if expected == "int8":
+        assert float_linears and all(m in down_projections(model) for m in float_linears)
+        assert len(int8_linears) > 100
+    else:
+        assert float_linears and not int8_linears
+        assert str(model.lm_head.weight.dtype) == f"torch.{expected}"
+
+
+def down_projections(model) -> list:
+    return [m for name, m in model.named_modules() if name.endswith("mlp.down_proj")]
+
+
+def test_int8_answers_like_float32():
+    """Quantizing must not change what the model says about a passage it was given."""
+    prompt = Prompt.plain(
+        "The Larkspur ferry leaves Harbour Quay at 7:40 every weekday and takes 25 minutes to "
+        "reach Ostrey Island. On weekends it runs hourly from 9:00.\n\n"
+        "How long does the ferry take to reach Ostrey Island?",
+        system="Answer from the passage in a few words.",
+    )
+    answers = {
+        dtype: LocalGenerator(dtype=dtype, max_new_tokens=16, prefix_cache_bytes=0).invoke(prompt)
+        for dtype in ("float32", "int8")
+    }
+    assert "25" in answers["float32"].text
+    assert "25" in answers["int8"].text
 
 
 def test_second_instance_shares_the_loaded_model(local_generator, uncached):

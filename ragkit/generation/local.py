@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,18 +60,56 @@ def load_model(name: str, dtype: str) -> LoadedModel:
 
 
 def resolve_dtype(dtype: str) -> str:
-    """`auto` → bfloat16 where the CPU multiplies bf16 natively (AMX, AVX512-BF16), else float32.
+    """`auto` → bfloat16 where the CPU multiplies bf16 natively (AMX, AVX512-BF16), else int8.
 
     Without those units torch computes bf16 matmuls through conversions, about 2x slower than
     float32 (measured on an AVX2-only CPU); with AMX, bf16 prefill is ~4x faster than float32.
+    On AVX2, int8 linear layers prefill 2.6x and decode 2.5x faster than float32 (measured), and
+    the packaged weights are 4-bit to begin with, so int8 loses little of what they hold.
     """
     if dtype != "auto":
         return dtype
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return "float32"
-    return "bfloat16" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "float32"
+        flags = ""
+    if "amx_bf16" in flags or "avx512_bf16" in flags:
+        return "bfloat16"
+    return "int8" if _int8_kernels() else "float32"
+
+
+def _int8_kernels() -> bool:
+    """Whether torch ships the fbgemm/x86 kernels that dynamic int8 linear layers run on."""
+    import torch
+
+    return bool({"x86", "fbgemm"} & set(torch.backends.quantized.supported_engines))
+
+
+# Linear layers left in float32 under int8: the MLP's down projection reads the SiLU-gated
+# activations, whose outliers a per-call 8-bit scale crushes. Quantizing it too made the model
+# answer "cannot infer" on 11 of 20 Chinese factoid prompts where float32 did on 2.
+FLOAT_LAYERS = ("mlp.down_proj",)
+
+
+def quantize_int8(model: Any) -> Any:
+    """Swap the linear layers (all but `FLOAT_LAYERS`) for torch's dynamic int8 ones, in place.
+
+    Weights become int8 per output channel; activations are quantized per call, so a 64-token
+    prefill block is quantized the same way whether it comes from the cache or not, and the
+    cache stays exact. torch's own kernels are used because torchao's CPU int8 path, without
+    `torch.compile`, prefilled 30x slower here.
+    """
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    chosen = {
+        name: per_channel_dynamic_qconfig
+        for name, module in model.named_modules()
+        if type(module) is torch.nn.Linear and not name.endswith(FLOAT_LAYERS)
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notices, once per layer
+        return quantize_dynamic(model, chosen, dtype=torch.qint8, inplace=True)
 
 
 def _load(name: str, dtype: str) -> LoadedModel:
@@ -80,12 +119,15 @@ def _load(name: str, dtype: str) -> LoadedModel:
     started = time.perf_counter()
     # The packaged weights are stored once, in bf16; float32 upcasts them exactly on load.
     source = str(converted_folder("bfloat16")) if is_packaged_generator(name) else name
+    weights = "float32" if dtype == "int8" else dtype
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, dtype))
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, weights))
     except OSError as exc:
         raise ConfigError(f"generator model {name!r} cannot be loaded: {exc}") from exc
     model.eval()
+    if dtype == "int8":
+        quantize_int8(model)
     eos = {tokenizer.convert_tokens_to_ids(t) for t in _STOP_TOKENS}
     configured = model.generation_config.eos_token_id
     eos |= set(configured if isinstance(configured, list) else [configured])
@@ -155,7 +197,7 @@ class LocalGenerator(Generator):
     """
 
     model: str = "packaged"
-    dtype: Literal["auto", "bfloat16", "float32"] = "auto"
+    dtype: Literal["auto", "bfloat16", "float32", "int8"] = "auto"
     prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES
     prefill_block_tokens: int = 64
 
