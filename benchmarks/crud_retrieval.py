@@ -34,8 +34,17 @@ from ragkit.spec import PipelineSpec, load_spec  # noqa: E402
 from ragkit.types import Query  # noqa: E402
 
 CRUD = REPO.parent / "shared" / "data" / "crud-rag"
-NAMED = ["hybrid", "rerank", "rewrite-retrieve-read", "multi-query", "hyde", "iter-retgen", "best"]
-NEEDS_LLM = {"rewrite-retrieve-read", "multi-query", "hyde", "iter-retgen"}
+NAMED = [
+    "hybrid",
+    "rerank",
+    "rewrite-retrieve-read",
+    "multi-query",
+    "hyde",
+    "iter-retgen",
+    "best",
+    "chat",
+]
+NEEDS_LLM = {"rewrite-retrieve-read", "multi-query", "hyde", "iter-retgen", "chat"}
 DEPTH = 10
 # "NAME+bm25": the named pipeline with `best`'s retriever (BM25 over words + character bigrams)
 # in place of its own, so a stage's effect on Chinese is measured against the retriever it adds to.
@@ -85,12 +94,24 @@ def lexical(rag: Any, chunks: list[Any] | None) -> Any:
     return rag.model_copy(update={"pipeline": swapped}) if inner is not rag else swapped
 
 
-def rankings(rag: Any, questions: Sequence[str]) -> list[list[str]]:
+def conversational(item: Any) -> Query:
+    """The item's question with the questions asked before it about the same article as history
+    (questions only: the reference answers are never shown)."""
+    earlier = item.metadata.get("earlier_questions", ())
+    return Query(item.query, tuple(("user", q) for q in earlier))
+
+
+def answer_in_history(item: Any) -> bool:
+    earlier = item.metadata.get("earlier_questions", ())
+    return any(ref in question for ref in item.references for question in earlier)
+
+
+def rankings(rag: Any, queries: Sequence[Query]) -> list[list[str]]:
     """Chunk texts in ranked order per question; Iter-RetGen is ranked by its last search."""
     if hasattr(rag, "retrieve"):
-        found = rag.retrieve([Query(q) for q in questions])
+        found = rag.retrieve(list(queries))
         return [[h.chunk.text for h in hits] for hits in found]
-    answers = rag.batch(list(questions))
+    answers = rag.batch([q.question for q in queries])
     texts = {h.chunk.id: h.chunk.text for a in answers for h in a.retrieved}
     out = []
     for answer in answers:
@@ -121,6 +142,7 @@ def measure(
     llm_questions: int,
     answers: int,
     chunks: list[Any] | None = None,
+    conversation: bool = False,
 ) -> list[dict[str, Any]]:
     rows = []
     subset_baseline_done = False
@@ -132,11 +154,11 @@ def measure(
         subset = list(items[:llm_questions]) if llm else list(items)
         if llm and not subset_baseline_done and len(subset) < len(items):
             for baseline in SUBSET_BASELINES:
-                rows.append(_row(baseline, subset, location, collection, 0, chunks))
+                rows.append(_row(baseline, subset, location, collection, 0, chunks, conversation))
                 rows[-1]["pipeline"] = f"{baseline} (first {len(subset)})"
                 print(_markdown([rows[-1]]).splitlines()[-1], flush=True)
             subset_baseline_done = True
-        rows.append(_row(name, subset, location, collection, answers, chunks))
+        rows.append(_row(name, subset, location, collection, answers, chunks, conversation))
         print(_markdown([rows[-1]]).splitlines()[-1], flush=True)
     return rows
 
@@ -148,15 +170,18 @@ def _row(
     collection: str,
     answers: int,
     chunks: list[Any] | None = None,
+    conversation: bool = False,
 ) -> dict[str, Any]:
     rag = lexical(build.pipeline(spec_for(name, location, collection)), chunks)
     questions = [i.query for i in items]
+    queries = [conversational(i) if conversation else Query(i.query) for i in items]
     if hasattr(rag, "retrieve"):
         rag.retrieve([Query(questions[0])])  # builds a lazy index outside the timing
     started = time.perf_counter()
-    ranked = rankings(rag, questions)
+    ranked = rankings(rag, queries)
     latency = (time.perf_counter() - started) / max(len(questions), 1)
-    row: dict[str, Any] = {"pipeline": name, "questions": len(items)}
+    label = f"{name} (conversation)" if conversation else name
+    row: dict[str, Any] = {"pipeline": label, "questions": len(items)}
     row.update(score(ranked, [i.references for i in items]))
     row["latency_s"] = latency
     if answers > 0 and name != "dense-only":
@@ -202,6 +227,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="CRUD rows for BM25 pipelines only, from in-memory chunks (no embedding pass)",
     )
+    parser.add_argument(
+        "--conversation",
+        action="store_true",
+        help="ask each factoid item's questions as one conversation (earlier questions as history)",
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "crud_retrieval.md"))
     args = parser.parse_args(argv)
 
@@ -219,12 +249,40 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         index("best", load_crud_news(CRUD, args.articles), args.store, collection)
     crud_rows = measure(
-        args.pipelines, items, args.store, collection, args.llm_questions, args.answers, chunks
+        args.pipelines,
+        items,
+        args.store,
+        collection,
+        args.llm_questions,
+        args.answers,
+        chunks,
+        args.conversation,
     )
+    asked = " asked as conversations" if args.conversation else ""
     sections = [
-        f"## CRUD-RAG factoids ({len(items)} questions, first {args.articles} articles)\n",
+        f"## CRUD-RAG factoids ({len(items)} questions{asked}, first {args.articles} articles)\n",
         _markdown(crud_rows),
     ]
+    if args.conversation:
+        # An earlier question sometimes states a later one's answer ("哪项办法将于2023年12月1日起
+        # 正式实施？" before "…将于哪一天正式实施？"); scored without those, so a gain from the
+        # history is not just the answer copied into the query.
+        clean = [i for i in items if not answer_in_history(i)]
+        clean_rows = measure(
+            args.pipelines,
+            clean,
+            args.store,
+            collection,
+            args.llm_questions,
+            0,
+            chunks,
+            True,
+        )
+        sections += [
+            f"\n### Without the {len(items) - len(clean)} questions whose answer an earlier "
+            f"question states ({len(clean)} questions)\n",
+            _markdown(clean_rows),
+        ]
     if not args.skip_english:
         from ragkit.loaders import load_documents
 

@@ -73,8 +73,11 @@ class PromptSpec(_Spec):
 
 
 class RewriteSpec(_Spec):
-    mode: Literal["rewrite", "multi-query", "hyde"] = "rewrite"
+    # Follow-ups in a conversation: `standalone` has the model resolve them from the history;
+    # `history` searches them with the user's earlier questions (no model call).
+    mode: Literal["rewrite", "multi-query", "hyde", "standalone", "history"] = "rewrite"
     n: int = Field(3, gt=0, le=10)  # rewrites for multi-query
+    turns: int = Field(3, gt=0, le=20)  # earlier user questions searched, for `history`
     template: str | None = None
     max_new_tokens: int = Field(96, gt=0, le=1024)
 

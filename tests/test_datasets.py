@@ -355,6 +355,9 @@ def test_answerable_factoids_need_the_answer_and_most_key_facts(tmp_path):
     # and the one holding all three key facts comes before the one holding two.
     assert by_id["f1/1"].gold_sources == ("part_a#1", "part_b#2")
     assert by_id["f1/1"].metadata["key_facts_found"] == 3
+    # the item's questions are one conversation: the follow-up keeps the question before it
+    assert by_id["f1/0"].metadata["earlier_questions"] == ()
+    assert by_id["f1/1"].metadata["earlier_questions"] == ("哪里发放了消费券？",)
     assert "f2/0" not in by_id  # the answer occurs, but in a story about another city
     assert sorted(by_id) == ["f1/0", "f1/1"]
     assert answerable_factoids(root, tmp_path / "f.json", max_articles=1)[0].gold_sources == (

@@ -9,6 +9,7 @@ import pytest
 from ragkit import build
 from ragkit.errors import ConfigError
 from ragkit.spec import load_spec, pipeline_names
+from ragkit.types import Query
 
 NAMED = [
     "hybrid",
@@ -19,6 +20,7 @@ NAMED = [
     "iter-retgen",
     "best",
     "bm25-zh",
+    "chat",
 ]
 QUESTION = "Who is the mayor of Varrow Point?"
 COLLECTION = "named-pipelines"
@@ -85,6 +87,43 @@ def test_load_pipeline_wraps_stages(index):
     assert isinstance(loop, IterRetGen) and loop.rounds == 2
     hyde = ragkit.load_pipeline("hyde", store_location=index, collection=COLLECTION)
     assert isinstance(hyde.rewriter, QueryRewriter) and hyde.rewriter.mode == "hyde"
+
+
+@pytest.mark.slow
+def test_chat_pipeline_searches_a_follow_up_with_the_earlier_questions(index):
+    from ragkit.stages.history import HistoryQuery
+
+    rag = build.pipeline(short("chat", index))
+    assert isinstance(rag.rewriter, HistoryQuery)
+    history = [
+        ("user", "Tell me about the desalination plant."),
+        ("assistant", "The Brinewell plant supplies the town's drinking water."),
+        ("user", "Who is the mayor of Varrow Point?"),
+        ("assistant", "Odile Fenwick."),
+    ]
+    follow_up = Query("When was she elected?", tuple(history))
+    assert rag.rewriter.invoke(follow_up) == [
+        "Tell me about the desalination plant.\nWho is the mayor of Varrow Point?\n"
+        "When was she elected?"
+    ]
+    assert rag.rewriter.invoke("No history?") == ["No history?"]
+    one_turn = HistoryQuery(turns=1).invoke(follow_up)
+    assert one_turn == ["Who is the mayor of Varrow Point?\nWhen was she elected?"]
+    answer = rag.invoke({"question": follow_up.question, "history": history})
+    assert answer.question == "When was she elected?"
+    assert any("town-overview" in h.chunk.source for h in answer.retrieved)
+
+
+def test_follow_up_modes_build_their_rewriters(tmp_path):
+    from ragkit.stages.rewrite import StandaloneQuestion
+
+    spec = tmp_path / "standalone.yaml"
+    spec.write_text("rewrite:\n  mode: standalone\n  max_new_tokens: 32\n", encoding="utf-8")
+    rewriter = build.pipeline(load_spec(spec).with_store(str(tmp_path), "modes")).rewriter
+    assert isinstance(rewriter, StandaloneQuestion) and rewriter.max_new_tokens == 32
+    spec.write_text("rewrite:\n  mode: history\n  turns: 0\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"rewrite\.turns"):
+        load_spec(spec)
 
 
 @pytest.mark.slow

@@ -488,5 +488,14 @@ def answerable_factoids(
             if gold:
                 gold.sort(key=lambda j: (-key_counts[j], j))
                 sources = tuple(docs[j].id for j in gold)
-                items.append(_factoid_item(f, i, sources, key_facts_found=key_counts[gold[0]]))
+                items.append(
+                    _factoid_item(
+                        f,
+                        i,
+                        sources,
+                        key_facts_found=key_counts[gold[0]],
+                        # the item's questions form one conversation about one article
+                        earlier_questions=tuple(f.questions[:i]),
+                    )
+                )
     return items

@@ -16,9 +16,17 @@ E5_NAMES = frozenset(
 
 
 def build_rewriter(spec: RewriteSpec, generator: Runnable) -> Runnable:
-    from ragkit.stages.rewrite import QueryRewriter
+    from ragkit.stages.rewrite import QueryRewriter, StandaloneQuestion
 
     try:
+        if spec.mode == "history":
+            from ragkit.stages.history import HistoryQuery
+
+            return HistoryQuery(turns=spec.turns)
+        if spec.mode == "standalone":
+            return StandaloneQuestion(
+                generator=generator, template=spec.template, max_new_tokens=spec.max_new_tokens
+            )
         return QueryRewriter(
             generator=generator,
             mode=spec.mode,
