@@ -16,9 +16,10 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+# The demo ends with `ragkit eval`, so the core install carries the eval extra (metrics, ragas).
 $(VENV)/.core: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[eval]'
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.core

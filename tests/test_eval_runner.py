@@ -4,9 +4,17 @@ import json
 
 import pytest
 
+from ragkit.errors import ConfigError
 from ragkit.eval.datasets import load_suite
 from ragkit.eval.reporting import markdown_report, summarize
-from ragkit.eval.runner import EvalOptions, EvalRunner, _read_records, limit_items
+from ragkit.eval.runner import (
+    EvalOptions,
+    EvalRunner,
+    _read_records,
+    evaluate,
+    limit_items,
+    require_eval_extra,
+)
 from ragkit.spec import load_spec
 
 pytestmark = pytest.mark.slow
@@ -24,6 +32,20 @@ def test_summary_and_report_are_computed_from_records():
     assert summary["a"]["read"]["n"] == 2
     report = markdown_report(summary)
     assert "| a | 2 | 0.500 |" in report and "| b | 1 | 0.500 |" in report
+
+
+def test_missing_eval_extra_fails_before_anything_runs(tmp_path, monkeypatch):
+    require_eval_extra(use_ragas=True)  # installed here: passes
+    # A fake: an installed package cannot be made missing for one test, so the lookup is patched.
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sacrebleu" else real(name)
+    )
+    with pytest.raises(ConfigError, match=r"missing: sacrebleu\).*ragkit\[eval\]"):
+        evaluate("bundled", ["naive"], runs=tmp_path)
+    assert not any(tmp_path.iterdir())  # no run folder was started
 
 
 def test_truncated_cache_line_is_dropped(tmp_path):

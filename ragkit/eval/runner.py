@@ -4,6 +4,7 @@ that lets an interrupted run resume), a summary JSON, a Markdown report and comp
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit import build
+from ragkit.errors import ConfigError
 from ragkit.eval import reporting, tasks
 from ragkit.eval.datasets import Suite
 from ragkit.eval.scoring import batch_scores
@@ -193,6 +195,22 @@ class EvalRunner:
         return EvalResult(self.run_dir, mine, summary, report, plots, computed)
 
 
+# Modules the scoring imports lazily, by the extra that installs them.
+EVAL_MODULES = ("sacrebleu", "rouge_score", "matplotlib")
+RAGAS_MODULES = ("ragas", "rapidfuzz")
+
+
+def require_eval_extra(use_ragas: bool) -> None:
+    """Fail before any model loads or item runs, rather than on the first item's scoring."""
+    wanted = [*EVAL_MODULES, *RAGAS_MODULES] if use_ragas else list(EVAL_MODULES)
+    missing = [name for name in wanted if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"evaluation needs the eval extra (missing: {', '.join(missing)}): "
+            "pip install 'ragkit[eval]'"
+        )
+
+
 def evaluate(
     suite: str = "bundled",
     pipelines: Sequence[str | PipelineSpec] = ("naive",),
@@ -213,6 +231,7 @@ def evaluate(
 
     if limit is not None and limit <= 0:
         raise ValueError(f"limit must be > 0, got {limit}")
+    require_eval_extra((options or EvalOptions()).use_ragas)
     chosen, documents = open_suite(suite, data=data, articles=articles)
     names = [p.name if isinstance(p, PipelineSpec) else str(p) for p in pipelines]
     folder = run_dir or default_run_dir(chosen, names, limit, runs)
