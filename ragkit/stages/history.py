@@ -4,7 +4,7 @@ questions the user asked before it.
 A follow-up such as "谁被扣押了？" or "When was it founded?" names no subject; the user's earlier
 questions usually do. Searching their words with the follow-up lets a lexical retriever find the
 article the conversation is about. On CRUD-RAG factoids asked as conversations this found more
-than rewriting the follow-up with the 0.5B model (R@5 0.841 against 0.776), at no model cost.
+than rewriting the follow-up with the 0.5B model (R@5 0.850 against 0.776), at no model cost.
 """
 
 from __future__ import annotations
