@@ -186,7 +186,7 @@ def _row(
     row["latency_s"] = latency
     if answers > 0 and name != "dense-only":
         asked = list(items[:answers])
-        replies = rag.batch([i.query for i in asked])
+        replies = rag.batch(queries[:answers])
         hits = [
             contains_reference(a.text, i.references) for a, i in zip(replies, asked, strict=True)
         ]
