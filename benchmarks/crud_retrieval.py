@@ -173,13 +173,12 @@ def _row(
     conversation: bool = False,
 ) -> dict[str, Any]:
     rag = lexical(build.pipeline(spec_for(name, location, collection)), chunks)
-    questions = [i.query for i in items]
     queries = [conversational(i) if conversation else Query(i.query) for i in items]
     if hasattr(rag, "retrieve"):
-        rag.retrieve([Query(questions[0])])  # builds a lazy index outside the timing
+        rag.retrieve([Query(items[0].query)])  # builds a lazy index outside the timing
     started = time.perf_counter()
     ranked = rankings(rag, queries)
-    latency = (time.perf_counter() - started) / max(len(questions), 1)
+    latency = (time.perf_counter() - started) / max(len(items), 1)
     label = f"{name} (conversation)" if conversation else name
     row: dict[str, Any] = {"pipeline": label, "questions": len(items)}
     row.update(score(ranked, [i.references for i in items]))
