@@ -136,6 +136,9 @@ class Generator(RunnableSerializable[GeneratorInput, Answer]):
     temperature: float = 0.0
     stop: list[str] = Field(default_factory=list)
     seed: int = 0
+    # How many requests this backend serves at once; a server admits this many before queueing.
+    # Backends that batch raise the default.
+    max_concurrency: int = Field(default=1, gt=0)
 
     @field_validator("max_new_tokens")
     @classmethod
