@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import logging
 import os
-import re
+import stat
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.errors import InputError
+from ragkit.html_text import html_text
 from ragkit.types import Document
 
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
@@ -38,15 +40,6 @@ _BOMS = (
 _NO_BOM_UNICODE = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le", "utf_7"]
 _WESTERN_PUNCT = set("\u00a0¡¢£¤¥¦§¨©ª«¬\u00ad®¯°±²³´µ¶·¸¹º»¼½¾¿×÷‘’‚“”„†‡•…‰‹›€™–—ˆ˜")
 _ALLOWED_CONTROLS = set("\t\n\r\f\v")
-_HTML_DROP = ("script", "style", "noscript", "template", "head")
-_HTML_BLOCKS = (
-    "p", "div", "br", "li", "ul", "ol", "tr", "table", "section", "article", "header",
-    "footer", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "blockquote", "hr", "td", "th",
-    "dd", "dt", "figcaption", "main", "nav", "aside",
-)  # fmt: skip
-_SPACES = re.compile(r"[ \t\f\v\u00a0]+")
-_BLANK_LINES = re.compile(r"\n{3,}")
-
 logger = logging.getLogger("ragkit")
 
 
@@ -82,6 +75,8 @@ def load_documents(
     roots = [Path(p).expanduser() for p in ([paths] if isinstance(paths, str | Path) else paths)]
     for root in roots:
         if not root.exists():
+            if root.is_symlink():
+                raise InputError(f"{root}: a symbolic link to nothing (broken, or a loop)")
             raise InputError(f"{root}: no such file or folder")
         if root.is_file() and root.suffix.lower() not in FORMATS:
             known = ", ".join(sorted(FORMATS))
@@ -100,19 +95,27 @@ def _iter_documents(
     seen: set[Path] = set()
     for root in roots:
         for path in _walk(root):
-            resolved = path.resolve()
+            try:
+                resolved = path.resolve(strict=True)
+            except (OSError, RuntimeError) as exc:  # RuntimeError: a link loop before 3.13
+                report(LoadIssue(os.path.abspath(path), _unresolvable(path, exc)))
+                continue
             if resolved in seen:
                 continue
             seen.add(resolved)
             try:
-                yield from _load_file(resolved, text_field, report, max_bytes)
+                yield from _load_file(resolved, path.name, text_field, report, max_bytes)
             except _Skip as skip:
                 report(LoadIssue(str(resolved), str(skip)))
 
 
 def _walk(root: Path) -> Iterator[Path]:
-    """Files under `root` in sorted order, so ids and chunk order repeat run to run."""
-    if root.is_file():
+    """Files under `root` in sorted order, so ids and chunk order repeat run to run.
+
+    Only names are looked at here; whether an entry is a readable regular file is decided
+    when it is opened, so one odd entry is reported rather than ending the walk.
+    """
+    if not root.is_dir():
         yield root
         return
     for folder, dirs, files in os.walk(root):
@@ -123,19 +126,74 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield path
 
 
-def _load_file(
-    path: Path, text_field: str, report: Callable[[LoadIssue], None], max_bytes: int
-) -> Iterator[Document]:
-    source = str(path)
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise _Skip(f"too large ({size} bytes > max_bytes {max_bytes})")
+def _unresolvable(path: Path, exc: BaseException) -> str:
+    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+        return "symbolic link loop"
+    if isinstance(exc, FileNotFoundError):
+        if path.is_symlink():
+            return "broken symbolic link (its target does not exist)"
+        return "vanished before it could be read"
+    return f"unreadable: {getattr(exc, 'strerror', None) or exc}"
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def _not_regular(mode: int) -> str:
+    kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+    return f"not a regular file ({kind})"
+
+
+def _read_regular(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file; anything else is refused before it is opened.
+
+    Opening a named pipe for reading blocks until a writer appears, and opening a device can
+    have side effects, so the kind of file is checked first. The open is non-blocking and
+    checked again, in case the entry was swapped for a pipe in between.
+    """
     try:
-        data = path.read_bytes()
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise _Skip(_not_regular(info.st_mode))
+        if info.st_size > max_bytes:
+            raise _Skip(f"too large ({info.st_size} bytes > max_bytes {max_bytes})")
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+        fd = os.open(path, flags)
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise _Skip(_not_regular(mode))
+            data = handle.read(max_bytes + 1)
+    except FileNotFoundError as exc:
+        raise _Skip("vanished before it could be read") from exc
     except OSError as exc:
         raise _Skip(f"unreadable: {exc.strerror or exc}") from exc
-    fmt = FORMATS[path.suffix.lower()]
-    base = {"format": fmt, "file_name": path.name}
+    if len(data) > max_bytes:
+        raise _Skip(f"too large (over max_bytes {max_bytes})")
+    return data
+
+
+def _load_file(
+    path: Path,
+    name: str,
+    text_field: str,
+    report: Callable[[LoadIssue], None],
+    max_bytes: int,
+) -> Iterator[Document]:
+    """Documents of one file; `name` is the name it was found under (a symbolic link's own
+    name), which decides the format, since a link's target may have no extension at all."""
+    source = str(path)
+    fmt = FORMATS.get(Path(name).suffix.lower())
+    if fmt is None:
+        raise _Skip(f"unsupported file type {Path(name).suffix!r}")
+    data = _read_regular(path, max_bytes)
+    base = {"format": fmt, "file_name": name}
     if fmt in ("text", "markdown"):
         text, encoding = _decode(data)
         yield _document(source, text, {**base, "encoding": encoding})
@@ -245,21 +303,19 @@ def _checked(text: str) -> str:
 
 
 def _html_text(data: bytes) -> tuple[str, str]:
-    """Visible text with block elements on their own lines; the <title> goes to metadata."""
-    from bs4 import BeautifulSoup
+    """Visible text with block elements on their own lines; the <title> goes to metadata.
+
+    bs4's encoding detection (BOM, <meta charset>, then guessing) decodes the bytes; the text
+    itself is read from the tag stream, which stays linear in the size of any page.
+    """
+    from bs4 import UnicodeDammit
 
     if b"\x00" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise _Skip("binary or undecodable")
-    soup = BeautifulSoup(data, "html.parser")
-    title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    for tag in soup.find_all(_HTML_DROP):
-        tag.decompose()
-    for tag in soup.find_all(_HTML_BLOCKS):
-        tag.insert_before("\n")
-        tag.insert_after("\n")
-    lines = (_SPACES.sub(" ", line).strip() for line in soup.get_text().splitlines())
-    text = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
-    return text, title
+    markup = UnicodeDammit(data, is_html=True).unicode_markup
+    if markup is None:
+        raise _Skip("binary or undecodable")
+    return html_text(markup)
 
 
 def _pdf_text(data: bytes) -> tuple[str, dict[str, Any]]:

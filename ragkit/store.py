@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,10 @@ class ChromaStore:
     collection records which model made them so two models never share one index. The
     manifest holds one record per document with a `complete` flag, which is what makes
     ingestion resumable and lets unchanged files be skipped without reading their chunks.
+
+    Nothing is created on disk until the first write: opening a store to query it must not
+    leave an empty index behind, and a query against a missing or empty collection is an
+    error that says to ingest first rather than an answer made up without sources.
     """
 
     def __init__(
@@ -130,15 +135,82 @@ class ChromaStore:
         self.location = str(location)
         self.collection_name = collection
         self.embedding_model = embedding_model
-        self._client = self._connect(location)
-        self._collection = self._open(collection)
-        self._manifest = self._open(collection + MANIFEST_SUFFIX, space="l2")
-        self._check_model()
+        self._remote = self.location.startswith(("http://", "https://"))
+        self._lock = threading.RLock()
+        self._client: Any = None
+        self._collection: Any = None
+        self._manifest: Any = None
+        if self._remote or self._on_disk():
+            self._client = self._connect(location)
+            self._find_existing()
 
     # -- connection ---------------------------------------------------------------------------
 
+    def _on_disk(self) -> bool:
+        """Whether a local chroma database is already there (chroma keeps one sqlite file)."""
+        return (Path(self.location).expanduser() / "chroma.sqlite3").is_file()
+
+    def _find_existing(self) -> bool:
+        """Open the collection if it exists, without creating anything; True when it does."""
+        if self._collection is not None:
+            return True
+        with self._lock:
+            if self._collection is not None:
+                return True
+            if self._client is None:
+                if not self._on_disk():
+                    return False
+                self._client = self._connect(self.location)
+            try:
+                self._collection = self._client.get_collection(
+                    self.collection_name, embedding_function=None
+                )
+            except Exception:  # chroma raises NotFoundError, ValueError or InvalidCollection
+                return False
+            self._check_model()
+            return True
+
+    def _existing_manifest(self) -> Any:
+        with self._lock:
+            if self._manifest is None and self._find_existing():
+                with contextlib.suppress(Exception):  # a collection written without one
+                    self._manifest = self._client.get_collection(
+                        self.collection_name + MANIFEST_SUFFIX, embedding_function=None
+                    )
+            return self._manifest
+
+    def _create(self) -> None:
+        """Create the store, the collection and its manifest: only writes come here."""
+        with self._lock:
+            if self._collection is not None and self._manifest is not None:
+                return
+            if self._client is None:
+                self._client = self._connect(self.location, create=True)
+            if self._collection is None:
+                self._collection = self._open(self.collection_name)
+                self._check_model()
+            if self._manifest is None:
+                self._manifest = self._open(self.collection_name + MANIFEST_SUFFIX, space="l2")
+
+    def _missing(self) -> StoreError:
+        return StoreError(
+            f"no index at {self.location} (collection {self.collection_name!r}): "
+            f"run `ragkit ingest <files>` with this --store first"
+        )
+
+    def require_chunks(self) -> None:
+        """Raise a StoreError naming the store unless its collection holds chunks; retrievers
+        call this when they find nothing, so an empty index is never taken for no matches."""
+        if not self._find_existing():
+            raise self._missing()
+        if self.count() == 0:
+            raise StoreError(
+                f"the index at {self.location} (collection {self.collection_name!r}) is empty: "
+                f"run `ragkit ingest <files>` with this --store first"
+            )
+
     @staticmethod
-    def _connect(location: str | Path) -> Any:
+    def _connect(location: str | Path, create: bool = False) -> Any:
         import chromadb
         from chromadb.config import Settings
 
@@ -159,7 +231,8 @@ class ChromaStore:
             return client
         path = Path(location).expanduser()
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            if create:
+                path.mkdir(parents=True, exist_ok=True)
             return chromadb.PersistentClient(path=str(path), settings=settings)
         except Exception as exc:
             raise StoreError(f"chroma store at {str(path)!r} cannot be opened: {exc}") from exc
@@ -197,10 +270,14 @@ class ChromaStore:
 
     @property
     def metadata(self) -> dict[str, Any]:
+        if not self._find_existing():
+            return {}
         return dict(self._collection.metadata or {})
 
     @property
     def max_batch_size(self) -> int:
+        if self._client is None:
+            self._create()
         return int(self._client.get_max_batch_size())
 
     # -- chunks -------------------------------------------------------------------------------
@@ -217,6 +294,7 @@ class ChromaStore:
                 f"upsert into {self.collection_name!r}: got {len(chunks)} chunks but vectors of "
                 f"shape {array.shape}"
             )
+        self._create()
         self._check_dimension(array.shape[1])
         ids = [c.id for c in chunks]
         texts = [c.text for c in chunks]
@@ -252,6 +330,8 @@ class ChromaStore:
             array = array[None, :]
         if array.shape[0] == 0:
             return []
+        if not self._find_existing():
+            raise self._missing()
         result = self._collection.query(
             query_embeddings=array,
             n_results=k,
@@ -279,13 +359,15 @@ class ChromaStore:
                     )
                 ]
             )
+        if any(not hits for hits in out):
+            self.require_chunks()  # nothing found: an empty index is an error, not "no match"
         return out
 
     def get_chunks(
         self, ids: Sequence[str] | None = None, where: Mapping[str, Any] | None = None
     ) -> list[Chunk]:
         """Chunks by id and/or filter, in pages the server accepts (BM25 builds from this)."""
-        if ids is not None and len(ids) == 0:
+        if (ids is not None and len(ids) == 0) or not self._find_existing():
             return []
         chunks: list[Chunk] = []
         page = self.max_batch_size
@@ -318,6 +400,8 @@ class ChromaStore:
 
     def chunk_ids(self, where: Mapping[str, Any] | None = None) -> list[str]:
         ids: list[str] = []
+        if not self._find_existing():
+            return ids
         page, offset = self.max_batch_size, 0
         while True:
             got = self._collection.get(where=to_where(where), limit=page, offset=offset, include=[])
@@ -326,7 +410,26 @@ class ChromaStore:
                 return ids
             offset += page
 
+    def chunk_spans(self, doc_id: str) -> dict[str, tuple[int, int]]:
+        """Chunk id -> (start, end) of one document's stored chunks, read without their text
+        or vectors, so a resumed ingestion can skip chunks it already wrote."""
+        spans: dict[str, tuple[int, int]] = {}
+        if not self._find_existing():
+            return spans
+        page, offset = self.max_batch_size, 0
+        while True:
+            got = self._collection.get(
+                where={_DOC_ID: doc_id}, limit=page, offset=offset, include=["metadatas"]
+            )
+            for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
+                spans[cid] = (int(meta[_START]), int(meta[_END]))
+            if len(got["ids"]) < page:
+                return spans
+            offset += page
+
     def count(self) -> int:
+        if not self._find_existing():
+            return 0
         return int(self._collection.count())
 
     # -- documents ----------------------------------------------------------------------------
@@ -334,6 +437,8 @@ class ChromaStore:
     def mark_documents(self, records: Iterable[DocumentRecord]) -> None:
         """Write manifest entries; ingestion writes `complete=True` only after the chunks."""
         rows = list(records)
+        if rows:
+            self._create()
         for part in _batches(len(rows), self.max_batch_size):
             chunk = rows[part]
             self._manifest.upsert(
@@ -353,9 +458,12 @@ class ChromaStore:
     def documents(self) -> dict[str, DocumentRecord]:
         """Every manifest entry by document id, complete or not."""
         out: dict[str, DocumentRecord] = {}
+        manifest = self._existing_manifest()
+        if manifest is None:
+            return out
         page, offset = self.max_batch_size, 0
         while True:
-            got = self._manifest.get(limit=page, offset=offset, include=["metadatas"])
+            got = manifest.get(limit=page, offset=offset, include=["metadatas"])
             for doc_id, meta in zip(got["ids"], got["metadatas"], strict=True):
                 out[doc_id] = DocumentRecord(
                     doc_id=doc_id,
@@ -380,6 +488,8 @@ class ChromaStore:
         """Remove documents' chunks, then their manifest entries; returns chunks removed."""
         ids = sorted(set(doc_ids))
         removed = 0
+        if not ids or self._existing_manifest() is None:
+            return removed
         for part in _batches(len(ids), 500):
             where = {_DOC_ID: {"$in": ids[part]}}
             stale = self.chunk_ids(where)
@@ -394,6 +504,8 @@ class ChromaStore:
         doc_ids = {r.doc_id for r in self.documents().values() if r.source == source}
         removed = self.delete_documents(doc_ids)
         stray = self.chunk_ids({"source": source})
+        if not stray:
+            return removed
         for part in _batches(len(stray), self.max_batch_size):
             self._collection.delete(ids=stray[part])
         return removed + len(stray)
@@ -402,17 +514,22 @@ class ChromaStore:
 
     def collections(self) -> list[CollectionInfo]:
         """Chunk collections in this store with their sizes (manifests are left out)."""
-        out = []
+        out: list[CollectionInfo] = []
+        if self._client is None:
+            self._find_existing()  # connects when there is a store on disk
+        if self._client is None:
+            return out
         for col in self._client.list_collections():
             name = col if isinstance(col, str) else col.name
             if name.endswith(MANIFEST_SUFFIX):
                 continue
-            handle = self._client.get_collection(name)
+            handle = self._client.get_collection(name, embedding_function=None)
             out.append(CollectionInfo(name, int(handle.count()), dict(handle.metadata or {})))
         return sorted(out)
 
     def reset(self) -> None:
         """Drop this collection and its manifest, then recreate both empty."""
+        self._create()
         for name in (self.collection_name, self.collection_name + MANIFEST_SUFFIX):
             with contextlib.suppress(Exception):  # absent already
                 self._client.delete_collection(name)

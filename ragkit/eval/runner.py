@@ -248,16 +248,20 @@ def evaluate(
 
 
 def _read_records(path: Path) -> list[dict[str, Any]]:
-    """Records cached by an earlier run; a line cut short by a kill is dropped (and rewritten
-    away) so its item is recomputed."""
+    """Records cached by an earlier run; a line cut short by a kill, or one that is not a
+    record at all (`123`, a list), is dropped (and rewritten away) so its item is recomputed."""
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8")
     records, broken = [], False
     for line in text.splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict) and "pipeline" in record and "item_id" in record:
+            records.append(record)
+        else:
             broken = True
     if broken or (text and not text.endswith("\n")):
         path.write_text(
