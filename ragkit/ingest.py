@@ -4,8 +4,10 @@ Three threads overlap the work so the embedding model is the bottleneck: a produ
 chunks documents, the calling thread embeds batches, and a writer upserts them. Crash safety
 comes from two facts: chunk ids are deterministic (`<doc id>:<index>`) so writing a chunk twice
 leaves one copy, and the store's manifest marks a document complete only after the batch that
-holds its last chunk is written. A killed run leaves at most incomplete documents, which the
-next run simply writes again; complete ones it skips without chunking or embedding.
+holds its last chunk is written. A killed run leaves at most incomplete documents; the next
+run chunks them again but embeds only the chunks not already stored, and skips complete ones
+without chunking or embedding. Long documents travel through the threads in parts, so memory
+stays bounded by the queues, not by the size of the largest file.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ragkit.chunk_stream import PIECE_CHARS, Part, document_parts
 from ragkit.loaders import LoadIssue, load_documents
 from ragkit.store import ChromaStore, DocumentRecord
 from ragkit.types import Chunk, Document
@@ -35,6 +38,7 @@ class IngestReport:
     documents_replaced: int = 0
     documents_deleted: int = 0
     chunks_added: int = 0
+    chunks_reused: int = 0  # chunks an interrupted earlier run had stored, not embedded again
     issues: list[LoadIssue] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
@@ -217,7 +221,8 @@ class Ingestor:
     """Keeps a store in step with a set of files: adds new ones, replaces changed ones.
 
     `batch_size` is the number of chunks per model call; larger batches sort by length over
-    more texts (less padding) at the cost of memory and of work lost to a crash.
+    more texts (less padding) at the cost of memory and of work lost to a crash. Documents
+    longer than `piece_chars` characters are chunked that many characters at a time.
     """
 
     def __init__(
@@ -228,16 +233,20 @@ class Ingestor:
         *,
         batch_size: int = 256,
         doc_batch_size: int = 32,
+        piece_chars: int = PIECE_CHARS,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be > 0, but got {batch_size}")
         if doc_batch_size <= 0:
             raise ValueError(f"doc_batch_size must be > 0, but got {doc_batch_size}")
+        if piece_chars <= 0:
+            raise ValueError(f"piece_chars must be > 0, but got {piece_chars}")
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
         self.batch_size = batch_size
         self.doc_batch_size = doc_batch_size
+        self.piece_chars = piece_chars
 
     # -- public -------------------------------------------------------------------------------
 
@@ -336,17 +345,29 @@ class _Run:
             for group in self._new_documents(docs):
                 if self.stop.is_set():
                     break
-                chunk_lists = self.owner.chunker.batch(group)
-                for doc, chunks in zip(group, chunk_lists, strict=True):
-                    if not self._put(self.chunk_queue, (doc, chunks)):
+                parts = document_parts(
+                    self.owner.chunker, group, self._stored_spans, self.owner.piece_chars
+                )
+                for part in parts:
+                    self.report.chunks_reused += part.reused
+                    if not self._put(self.chunk_queue, part):
                         return
             self._put(self.chunk_queue, _DONE)
         except BaseException as exc:
             self._put(self.chunk_queue, _Failure(exc))
 
+    def _stored_spans(self, doc: Document) -> dict[str, tuple[int, int]]:
+        """Chunks an interrupted run already stored for this document (none unless the
+        manifest holds it as incomplete)."""
+        record = self.ledger.known.get(doc.id)
+        if record is None or record.complete:
+            return {}
+        return self.store.chunk_spans(doc.id)
+
     def _new_documents(self, docs: Iterable[Document]) -> Iterator[list[Document]]:
         """Groups of documents that need writing; unchanged ones are counted and dropped here."""
         group: list[Document] = []
+        chars = 0
         current_source: str | None = None
         finished_sources = self.ledger.finished_sources
         for doc in docs:
@@ -363,9 +384,10 @@ class _Run:
             if verdict != "write":
                 continue
             group.append(doc)
-            if len(group) >= self.owner.doc_batch_size:
+            chars += len(doc.text)
+            if len(group) >= self.owner.doc_batch_size or chars >= self.owner.piece_chars:
                 yield group
-                group = []
+                group, chars = [], 0
         if current_source is not None:
             finished_sources.add(current_source)
         if group:
@@ -392,14 +414,16 @@ class _Run:
                 break
             if isinstance(item, _Failure):
                 raise item.exc
-            doc, chunks = item
-            batch.started.append(doc)
-            for chunk in chunks:
+            part: Part = item
+            if part.first:
+                batch.started.append(part.doc)
+            for chunk in part.chunks:
                 batch.chunks.append(chunk)
                 if len(batch.chunks) >= size:
                     yield batch
                     batch = _Batch()
-            batch.finished.append((doc, len(chunks)))
+            if part.last:
+                batch.finished.append((part.doc, part.total))
             if self.stop.is_set():
                 return
         if batch.chunks or batch.finished:

@@ -219,3 +219,100 @@ def test_ingest_and_query_through_a_chroma_server(tmp_path, embedder):
         assert len(again) == 4 and all(d.complete for d in again.values())
         hits = DenseRetriever(store, embedder, top_k=1).invoke("When was the Eiffel Tower built?")
         assert hits[0].chunk.text == "The Eiffel Tower was finished in 1889."
+
+
+def _long_text(sentences: int) -> str:
+    return _article(7, sentences) + "\n\n" + _article(8, sentences)
+
+
+def test_long_documents_are_chunked_in_pieces_with_stable_ids(embedder):
+    from ragkit.chunk_stream import chunk_pieces
+    from ragkit.types import Document
+
+    chunker = TokenChunker(
+        tokenizer=embedder.tokenizer, chunk_tokens=CHUNK_TOKENS, overlap_tokens=OVERLAP
+    )
+    doc = Document(id="long", text=_long_text(200), metadata={"source": "/x/long.txt"})
+    pieces = list(chunk_pieces(chunker, doc, piece_chars=3000))
+    chunks = [c for piece in pieces for c in piece]
+    assert len(pieces) > 5 and all(pieces)
+    assert [c.id for c in chunks] == [f"long:{i:05d}" for i in range(len(chunks))]
+    assert [c.metadata["chunk_index"] for c in chunks] == list(range(len(chunks)))
+    for before, after in zip(chunks, chunks[1:], strict=False):
+        assert doc.text[after.start : after.end] == after.text
+        assert before.start < after.start <= before.end  # overlap carries across seams
+    assert chunks[0].start == 0 and chunks[-1].end == len(doc.text.rstrip())
+    assert [c for p in chunk_pieces(chunker, doc, piece_chars=3000) for c in p] == chunks
+    # A document no longer than one piece is chunked exactly as a whole.
+    assert list(chunk_pieces(chunker, doc, piece_chars=len(doc.text))) == [chunker.invoke(doc)]
+
+
+LONG_RUN = textwrap.dedent(
+    """
+    import sys
+    from ragkit.chunking import TokenChunker
+    from ragkit.embedding import Embedder
+    from ragkit.ingest import Ingestor
+    from ragkit.store import ChromaStore
+
+    class AnnouncingStore(ChromaStore):
+        def upsert(self, chunks, vectors):
+            super().upsert(chunks, vectors)
+            print("wrote", len(chunks), flush=True)
+
+    embedder = Embedder()
+    store = AnnouncingStore(sys.argv[2], embedding_model=embedder.model_name)
+    chunker = TokenChunker(tokenizer=embedder.tokenizer, chunk_tokens={ct}, overlap_tokens={ov})
+    ingestor = Ingestor(store, embedder, chunker, batch_size=8, piece_chars=3000)
+    report = ingestor.ingest(sys.argv[1], progress=False)
+    print("done", report.chunks_added, flush=True)
+    """
+).format(ct=CHUNK_TOKENS, ov=OVERLAP)
+
+
+def test_killed_long_document_resumes_inside_it(tmp_path, embedder, repo_root):
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    (corpus / "long.txt").write_text(_long_text(120), encoding="utf-8")
+    script = tmp_path / "run.py"
+    script.write_text(LONG_RUN, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(corpus), str(tmp_path / "killed")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        writes = 0
+        for line in proc.stdout:
+            assert not line.startswith("done"), "ingestion finished before it could be killed"
+            if line.startswith("wrote"):
+                writes += 1
+                if writes == 4:
+                    break
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+
+    killed = ChromaStore(tmp_path / "killed", embedding_model=embedder.model_name)
+    partial = killed.count()
+    (record,) = killed.documents().values()
+    assert partial >= 32 and not record.complete
+
+    def ingestor(store: ChromaStore) -> Ingestor:
+        chunker = TokenChunker(
+            tokenizer=embedder.tokenizer, chunk_tokens=CHUNK_TOKENS, overlap_tokens=OVERLAP
+        )
+        return Ingestor(store, embedder, chunker, batch_size=8, piece_chars=3000)
+
+    resumed = ingestor(killed).ingest(corpus, progress=False)
+    clean = ChromaStore(tmp_path / "clean", embedding_model=embedder.model_name)
+    whole = ingestor(clean).ingest(corpus, progress=False)
+    assert resumed.documents_added == 1
+    assert resumed.chunks_reused == partial  # the first part is not embedded again
+    assert resumed.chunks_added == whole.chunks_added - partial > 0
+    assert _snapshot(killed) == _snapshot(clean)
+    assert killed.get_chunks() == clean.get_chunks()

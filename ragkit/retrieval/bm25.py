@@ -63,6 +63,8 @@ class BM25Retriever(Retriever):
         """Build (or rebuild after the store grew or shrank) the BM25 index, once per change."""
         from_store = hasattr(self.corpus, "get_chunks")
         size = self.corpus.count() if from_store else len(self.corpus)
+        if from_store and size == 0 and hasattr(self.corpus, "require_chunks"):
+            self.corpus.require_chunks()  # a missing or empty index is an error, not no match
         if self._index is not None and size == self._built_at:
             return
         with self._lock:
