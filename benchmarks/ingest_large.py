@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -112,9 +113,14 @@ def run_ingest(
         text=True,
         env=env,
     )
-    os.set_blocking(proc.stdout.fileno(), False)
+    events: list[dict] = []
+    reader = threading.Thread(
+        target=lambda: events.extend(json.loads(line) for line in proc.stdout if line.strip()),
+        daemon=True,
+    )
+    reader.start()
     watched = psutil.Process(proc.pid)
-    peak, written, result, buffer = 0, 0, {}, ""
+    peak = 0
     started = time.perf_counter()
     killed = False
     while proc.poll() is None:
@@ -125,12 +131,7 @@ def run_ingest(
             peak = max(peak, rss)
         except psutil.Error:
             pass
-        buffer += proc.stdout.read() or ""
-        *lines, buffer = buffer.split("\n")
-        for line in lines:
-            event = json.loads(line)
-            written += event.get("wrote", 0)
-            result.update({k: v for k, v in event.items() if k != "wrote"})
+        written = sum(e.get("wrote", 0) for e in list(events))
         over_time = seconds is not None and time.perf_counter() - started > seconds
         if over_time or (kill_at_chunks is not None and written >= kill_at_chunks):
             proc.send_signal(signal.SIGKILL)
@@ -138,11 +139,9 @@ def run_ingest(
             break
         time.sleep(0.1)
     proc.wait()
-    rest = (buffer + (proc.stdout.read() or "")).strip()
-    for line in filter(None, rest.splitlines()):
-        event = json.loads(line)
-        written += event.get("wrote", 0)
-        result.update({k: v for k, v in event.items() if k != "wrote"})
+    reader.join(timeout=10)
+    written = sum(e.get("wrote", 0) for e in events)
+    result = {k: v for e in events for k, v in e.items() if k != "wrote"}
     return {
         **result,
         "peak_rss_mb": peak / 2**20,

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import urlparse
 
 import numpy as np
 
+from ragkit.chroma_io import DOC_ID, END, START, chunk_to_record, connect, record_to_chunk, to_where
 from ragkit.errors import StoreError
 from ragkit.types import Chunk, Retrieved
+
+__all__ = ["ChromaStore", "CollectionInfo", "DocumentRecord", "chunk_to_record", "to_where"]
 
 MODEL_KEY = "ragkit:embedding_model"
 DIMENSION_KEY = "ragkit:dimension"
 MANIFEST_SUFFIX = "__docs"
-
-# Chunk fields kept beside the user's metadata in each chroma record; "_json" lists the keys
-# whose values were JSON-encoded because chroma only stores scalars.
-_DOC_ID, _START, _END, _JSON = "_doc_id", "_start", "_end", "_json"
-_RESERVED = (_DOC_ID, _START, _END, _JSON)
-_SCALARS = (str, int, float, bool)
 
 
 class CollectionInfo(NamedTuple):
@@ -42,65 +37,6 @@ class DocumentRecord:
     content_hash: str
     chunks: int
     complete: bool
-
-
-def chunk_to_record(chunk: Chunk) -> dict[str, Any]:
-    """Flatten a chunk's metadata to chroma scalars, JSON-encoding the rest so it round-trips."""
-    meta: dict[str, Any] = {_DOC_ID: chunk.doc_id, _START: chunk.start, _END: chunk.end}
-    encoded: list[str] = []
-    for key, value in chunk.metadata.items():
-        key = str(key)
-        if key in _RESERVED:
-            raise StoreError(f"chunk {chunk.id!r}: metadata key {key!r} is reserved by the store")
-        if isinstance(value, _SCALARS) and not (isinstance(value, float) and value != value):
-            meta[key] = value
-        else:
-            meta[key] = json.dumps(value, ensure_ascii=False, default=str)
-            encoded.append(key)
-    if encoded:
-        meta[_JSON] = json.dumps(encoded)
-    return meta
-
-
-def record_to_chunk(chunk_id: str, text: str | None, meta: Mapping[str, Any]) -> Chunk:
-    encoded = set(json.loads(meta[_JSON])) if _JSON in meta else set()
-    user = {
-        key: json.loads(value) if key in encoded else value
-        for key, value in meta.items()
-        if key not in _RESERVED
-    }
-    return Chunk(
-        id=chunk_id,
-        doc_id=str(meta[_DOC_ID]),
-        text=text or "",
-        start=int(meta[_START]),
-        end=int(meta[_END]),
-        metadata=user,
-    )
-
-
-def to_where(filters: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Turn `{key: value, key2: [a, b]}` into chroma's where syntax; operator dicts pass through.
-
-    Chroma needs `$and` for more than one key and `$in` for a list of allowed values.
-    """
-    if not filters:
-        return None
-    clauses: list[dict[str, Any]] = []
-    for key, value in filters.items():
-        if key.startswith("$"):
-            clauses.append({key: value})
-        elif key == "doc_id":
-            clauses.append({_DOC_ID: _condition(value)})
-        else:
-            clauses.append({key: _condition(value)})
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
-def _condition(value: Any) -> Any:
-    if isinstance(value, list | tuple | set | frozenset):
-        return {"$in": list(value)}
-    return value
 
 
 def _batches(n: int, size: int) -> Iterator[slice]:
@@ -141,7 +77,7 @@ class ChromaStore:
         self._collection: Any = None
         self._manifest: Any = None
         if self._remote or self._on_disk():
-            self._client = self._connect(location)
+            self._client = connect(location)
             self._find_existing()
 
     # -- connection ---------------------------------------------------------------------------
@@ -160,7 +96,7 @@ class ChromaStore:
             if self._client is None:
                 if not self._on_disk():
                     return False
-                self._client = self._connect(self.location)
+                self._client = connect(self.location)
             try:
                 self._collection = self._client.get_collection(
                     self.collection_name, embedding_function=None
@@ -185,7 +121,7 @@ class ChromaStore:
             if self._collection is not None and self._manifest is not None:
                 return
             if self._client is None:
-                self._client = self._connect(self.location, create=True)
+                self._client = connect(self.location, create=True)
             if self._collection is None:
                 self._collection = self._open(self.collection_name)
                 self._check_model()
@@ -208,34 +144,6 @@ class ChromaStore:
                 f"the index at {self.location} (collection {self.collection_name!r}) is empty: "
                 f"run `ragkit ingest <files>` with this --store first"
             )
-
-    @staticmethod
-    def _connect(location: str | Path, create: bool = False) -> Any:
-        import chromadb
-        from chromadb.config import Settings
-
-        settings = Settings(anonymized_telemetry=False)
-        text = str(location)
-        if text.startswith(("http://", "https://")):
-            url = urlparse(text)
-            if not url.hostname:
-                raise StoreError(f"chroma server URL {text!r} has no host")
-            port = url.port or (443 if url.scheme == "https" else 8000)
-            try:
-                client = chromadb.HttpClient(
-                    host=url.hostname, port=port, ssl=url.scheme == "https", settings=settings
-                )
-                client.heartbeat()
-            except Exception as exc:  # chroma raises httpx, ValueError or its own errors
-                raise StoreError(f"chroma server {text} cannot be reached: {exc}") from exc
-            return client
-        path = Path(location).expanduser()
-        try:
-            if create:
-                path.mkdir(parents=True, exist_ok=True)
-            return chromadb.PersistentClient(path=str(path), settings=settings)
-        except Exception as exc:
-            raise StoreError(f"chroma store at {str(path)!r} cannot be opened: {exc}") from exc
 
     def _open(self, name: str, space: str = "cosine") -> Any:
         metadata = {MODEL_KEY: self.embedding_model} if self.embedding_model else None
@@ -419,10 +327,10 @@ class ChromaStore:
         page, offset = self.max_batch_size, 0
         while True:
             got = self._collection.get(
-                where={_DOC_ID: doc_id}, limit=page, offset=offset, include=["metadatas"]
+                where={DOC_ID: doc_id}, limit=page, offset=offset, include=["metadatas"]
             )
             for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
-                spans[cid] = (int(meta[_START]), int(meta[_END]))
+                spans[cid] = (int(meta[START]), int(meta[END]))
             if len(got["ids"]) < page:
                 return spans
             offset += page
@@ -491,7 +399,7 @@ class ChromaStore:
         if not ids or self._existing_manifest() is None:
             return removed
         for part in _batches(len(ids), 500):
-            where = {_DOC_ID: {"$in": ids[part]}}
+            where = {DOC_ID: {"$in": ids[part]}}
             stale = self.chunk_ids(where)
             for piece in _batches(len(stale), self.max_batch_size):
                 self._collection.delete(ids=stale[piece])
