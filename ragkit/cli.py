@@ -131,6 +131,11 @@ def ingest(
         f"{report.documents_added} added, {report.documents_replaced} replaced, "
         f"{report.documents_unchanged} unchanged, {report.documents_deleted} deleted, "
         f"{report.chunks_added} chunks written in {report.seconds:.1f}s"
+        + (
+            f" ({report.chunks_reused} already stored by an interrupted run)"
+            if getattr(report, "chunks_reused", 0)
+            else ""
+        )
     )
     if on_ray and report.workers:
         typer.echo(
