@@ -133,7 +133,7 @@ def ingest(
         f"{report.chunks_added} chunks written in {report.seconds:.1f}s"
         + (
             f" ({report.chunks_reused} already stored by an interrupted run)"
-            if getattr(report, "chunks_reused", 0)
+            if report.chunks_reused
             else ""
         )
     )
