@@ -194,17 +194,13 @@ def _load_file(
         raise _Skip(f"unsupported file type {Path(name).suffix!r}")
     data = _read_regular(path, max_bytes)
     base = {"format": fmt, "file_name": name}
-    if fmt in ("text", "markdown"):
-        text, encoding = _decode(data)
-        yield _document(source, text, {**base, "encoding": encoding})
-    elif fmt == "html":
-        text, title = _html_text(data)
-        yield _document(source, text, {**base, "title": title} if title else base)
-    elif fmt == "pdf":
-        text, extra = _pdf_text(data)
-        yield _document(source, text, {**base, **extra})
+    if fmt in ("text", "markdown", "html", "pdf"):
+        doc = _whole_file(data, fmt, source, base)
+        del data  # not kept alive beside the text while the document is in use
+        yield doc
     else:
         text, encoding = _decode(data)
+        del data
         for index, record, where in _records(text, fmt, source, report):
             value = record.get(text_field)
             if not isinstance(value, str):
@@ -218,6 +214,17 @@ def _load_file(
                 yield _document(f"{source}#{index}", value, {**fields, **base})
             except _Skip as skip:
                 report(LoadIssue(source, f"{where}: {skip}"))
+
+
+def _whole_file(data: bytes, fmt: str, source: str, base: dict[str, Any]) -> Document:
+    if fmt == "html":
+        text, title = _html_text(data)
+        return _document(source, text, {**base, "title": title} if title else base)
+    if fmt == "pdf":
+        text, extra = _pdf_text(data)
+        return _document(source, text, {**base, **extra})
+    text, encoding = _decode(data)
+    return _document(source, text, {**base, "encoding": encoding})
 
 
 def _document(source: str, text: str, extra: dict[str, Any]) -> Document:
