@@ -40,6 +40,8 @@ _BOMS = (
 _NO_BOM_UNICODE = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le", "utf_7"]
 _WESTERN_PUNCT = set("\u00a0¡¢£¤¥¦§¨©ª«¬\u00ad®¯°±²³´µ¶·¸¹º»¼½¾¿×÷‘’‚“”„†‡•…‰‹›€™–—ˆ˜")
 _ALLOWED_CONTROLS = set("\t\n\r\f\v")
+_TOO_DEEP = "nested too deeply to parse"
+
 logger = logging.getLogger("ragkit")
 
 
@@ -336,6 +338,8 @@ def _pdf_text(data: bytes) -> tuple[str, dict[str, Any]]:
             raise _Skip("encrypted PDF")
         pages = [page.extract_text() or "" for page in reader.pages]
         title = (reader.metadata.title if reader.metadata else None) or ""
+    except RecursionError as exc:
+        raise _Skip(f"unreadable PDF: {_TOO_DEEP}") from exc
     except (PdfReadError, ValueError, KeyError, OSError) as exc:
         raise _Skip(f"unreadable PDF: {exc}") from exc
     text = "\n\n".join(p.strip() for p in pages if p.strip())
@@ -360,6 +364,9 @@ def _records(
             except json.JSONDecodeError as exc:
                 report(LoadIssue(source, f"line {index + 1}: invalid JSON ({exc.msg})"))
                 continue
+            except RecursionError:
+                report(LoadIssue(source, f"line {index + 1}: {_TOO_DEEP}"))
+                continue
             if not isinstance(record, dict):
                 report(LoadIssue(source, f"line {index + 1}: not a JSON object"))
                 continue
@@ -369,6 +376,8 @@ def _records(
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _Skip(f"invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from exc
+    except RecursionError as exc:
+        raise _Skip(_TOO_DEEP) from exc
     if isinstance(parsed, dict):
         yield 0, parsed, "object"
         return

@@ -265,3 +265,15 @@ def test_run_folder_lines_that_are_not_records_are_recomputed(tmp_path):
     )
     assert _read_records(path) == [good]
     assert path.read_text() == json.dumps(good) + "\n"
+
+
+def test_deeply_nested_json_is_refused_with_a_note(tmp_path):
+    deep = "[" * DEPTH + "]" * DEPTH
+    (tmp_path / "deep.json").write_text(deep, encoding="utf-8")
+    (tmp_path / "lines.jsonl").write_text(deep + '\n{"text": "kept"}\n', encoding="utf-8")
+    docs, issues = _load(tmp_path)
+    assert [d.text for d in docs] == ["kept"]
+    assert sorted((Path(i.path).name, i.reason) for i in issues) == [
+        ("deep.json", "nested too deeply to parse"),
+        ("lines.jsonl", "line 1: nested too deeply to parse"),
+    ]
