@@ -96,7 +96,7 @@ def _iter_documents(
 ) -> Iterator[Document]:
     seen: set[Path] = set()
     for root in roots:
-        for path in _walk(root):
+        for path in _walk(root, report):
             try:
                 resolved = path.resolve(strict=True)
             except (OSError, RuntimeError) as exc:  # RuntimeError: a link loop before 3.13
@@ -111,7 +111,7 @@ def _iter_documents(
                 report(LoadIssue(str(resolved), str(skip)))
 
 
-def _walk(root: Path) -> Iterator[Path]:
+def _walk(root: Path, report: Callable[[LoadIssue], None]) -> Iterator[Path]:
     """Files under `root` in sorted order, so ids and chunk order repeat run to run.
 
     Only names are looked at here; whether an entry is a readable regular file is decided
@@ -120,7 +120,11 @@ def _walk(root: Path) -> Iterator[Path]:
     if not root.is_dir():
         yield root
         return
-    for folder, dirs, files in os.walk(root):
+
+    def unreadable(exc: OSError) -> None:
+        report(LoadIssue(str(exc.filename), f"unreadable folder: {exc.strerror or exc}"))
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(folder, name)

@@ -277,3 +277,20 @@ def test_deeply_nested_json_is_refused_with_a_note(tmp_path):
         ("deep.json", "nested too deeply to parse"),
         ("lines.jsonl", "line 1: nested too deeply to parse"),
     ]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their mode")
+def test_unreadable_folder_is_noted_and_the_rest_loads(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "secret.txt").write_text("hidden", encoding="utf-8")
+    (tmp_path / "open.txt").write_text("visible", encoding="utf-8")
+    locked.chmod(0)
+    try:
+        docs, issues = _load(tmp_path)
+    finally:
+        locked.chmod(0o755)
+    assert [d.text for d in docs] == ["visible"]
+    assert [(Path(i.path).name, i.reason) for i in issues] == [
+        ("locked", "unreadable folder: Permission denied")
+    ]
