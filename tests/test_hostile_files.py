@@ -294,3 +294,19 @@ def test_unreadable_folder_is_noted_and_the_rest_loads(tmp_path):
     assert [(Path(i.path).name, i.reason) for i in issues] == [
         ("locked", "unreadable folder: Permission denied")
     ]
+
+
+def test_info_and_delete_on_a_missing_store_create_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from ragkit.cli import app
+
+    missing = tmp_path / "none"
+    (tmp_path / "a.txt").write_text("text", encoding="utf-8")
+    cli = CliRunner()
+    info = cli.invoke(app, ["info", "--store", str(missing)])
+    assert info.exit_code == 0 and f"store: {missing}" in info.output
+    assert "chunks, embeddings by" not in info.output
+    gone = cli.invoke(app, ["ingest", str(tmp_path / "a.txt"), "--store", str(missing), "--delete"])
+    assert gone.exit_code == 0 and "0 deleted" in gone.output
+    assert not missing.exists()
