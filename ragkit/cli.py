@@ -169,7 +169,9 @@ def query(
 
     if (question is None) == (questions is None):
         raise ValueError("give either a question or --questions FILE")
-    rag = build.pipeline(_spec(pipeline, store, collection, top_k))
+    spec = _spec(pipeline, store, collection, top_k)
+    build.store(spec).require_chunks()  # before any model loads: a missing index fails at once
+    rag = build.pipeline(spec)
     if question is not None and stream and not as_json and sys.stdout.isatty():
         answer = None
         for piece in rag.stream(question):

@@ -131,7 +131,7 @@ class ChromaStore:
     def _missing(self) -> StoreError:
         return StoreError(
             f"no index at {self.location} (collection {self.collection_name!r}): "
-            f"run `ragkit ingest <files>` with this --store first"
+            f"run `ragkit ingest <files> --store {self.location}` first"
         )
 
     def require_chunks(self) -> None:
@@ -142,7 +142,7 @@ class ChromaStore:
         if self.count() == 0:
             raise StoreError(
                 f"the index at {self.location} (collection {self.collection_name!r}) is empty: "
-                f"run `ragkit ingest <files>` with this --store first"
+                f"run `ragkit ingest <files> --store {self.location}` first"
             )
 
     def _open(self, name: str, space: str = "cosine") -> Any:
