@@ -7,6 +7,9 @@ every 0.1 s; the peak includes the loaded embedding model, as a user's process w
           ingest of one `--mb` MB file, stopped after `--seconds` s or at its end, with this
           checkout's code and, unless `--baseline ''`, with the code at `--baseline` (a
           checkout of the version before). Prints each peak and its ratio to (s).
+  chunking: the part of (l) that grows with the file, alone and run to the end: loading and
+          chunking one `--mb` MB file (no model, no store), all at once as the code at
+          `--baseline` does and piece by piece as this checkout does; peak RSS of each.
   resume: one `--mb` MB file ingested until about half of its chunks are stored, killed
           (SIGKILL), then ingested again; prints how many chunks the second run embedded and
           how many it found already stored, and checks the store has every chunk once.
@@ -14,7 +17,8 @@ every 0.1 s; the peak includes the loaded embedding model, as a user's process w
 The text is CRUD-RAG news articles joined with blank lines (the benchmark needs
 ../shared/data/crud-rag/news). Run under `flock /tmp/ragkit-bench.lock`.
 
-Usage: python benchmarks/ingest_large.py memory [--mb 20] [--seconds 240]
+Usage: python benchmarks/ingest_large.py chunking [--mb 20] [--baseline ../wt-baseline]
+       python benchmarks/ingest_large.py memory [--mb 20] [--seconds 240]
                                                 [--baseline ../wt-baseline] [--small-docs 100]
        python benchmarks/ingest_large.py resume [--mb 2]
 """
@@ -37,6 +41,8 @@ NEWS = REPO.parent / "shared" / "data" / "crud-rag" / "news"
 
 CHILD = """
 import json, sys, time
+import ragkit
+print(json.dumps({"code": ragkit.__file__}), flush=True)
 from ragkit import build
 from ragkit.spec import load_spec
 from ragkit.store import ChromaStore
@@ -58,6 +64,32 @@ print(json.dumps({
     "chunks_reused": getattr(report, "chunks_reused", None),
     "documents_added": report.documents_added,
 }), flush=True)
+"""
+
+
+CHUNK_CHILD = """
+import json, resource, sys, time
+from ragkit.loaders import load_documents
+from ragkit.spec import load_spec
+
+spec = load_spec("naive")
+from ragkit.chunking import TokenChunker
+c = spec.chunker
+chunker = TokenChunker(chunk_tokens=c.chunk_tokens, overlap_tokens=c.overlap_tokens)
+started = time.perf_counter()
+(doc,) = load_documents([sys.argv[1]])
+count = 0
+if sys.argv[2] == "pieces":
+    from ragkit.chunk_stream import chunk_pieces
+    for piece in chunk_pieces(chunker, doc):
+        count += len(piece)
+else:
+    count = len(chunker.batch([doc])[0])
+print(json.dumps({
+    "chunks": count,
+    "seconds": time.perf_counter() - started,
+    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+}))
 """
 
 
@@ -112,6 +144,7 @@ def run_ingest(
         stderr=subprocess.DEVNULL,
         text=True,
         env=env,
+        cwd=store.parent,  # not the repo: `python -c` puts the working folder first on the path
     )
     events: list[dict] = []
     reader = threading.Thread(
@@ -186,7 +219,34 @@ def memory(args: argparse.Namespace, tmp: Path) -> None:
             f"{label:30} {r['peak_rss_mb']:11.0f} {r['peak_rss_mb'] / base:7.2f} "
             f"{r['chunks_written']:14d} {r['wall_seconds']:6.0f}"
             + ("  (stopped)" if r["killed"] else "")
+            + f"  [{Path(r.get('code', '?')).parent.parent}]"
         )
+
+
+def chunking(args: argparse.Namespace, tmp: Path) -> None:
+    large = tmp / "large.txt"
+    size = write_large(large, args.mb)
+    small = tmp / "small.txt"
+    write_large(small, 0.05)
+    runs = [("50 KB file, this code", small, REPO, "pieces")]
+    runs.append((f"{args.mb:g} MB file, this code", large, REPO, "pieces"))
+    if args.baseline:
+        base = Path(args.baseline).resolve()
+        runs.append((f"{args.mb:g} MB file, baseline", large, base, "whole"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    print(f"load and chunk only (default tokenizer, 256/32 tokens); {size / 2**20:.1f} MB file")
+    print(f"{'run':28} {'peak RSS MB':>11} {'chunks':>7}")
+    for label, path, code, how in runs:
+        out = subprocess.run(
+            [sys.executable, "-c", CHUNK_CHILD, str(path), how],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**env, "PYTHONPATH": str(code)},
+            cwd=tmp,  # not the repo: `python -c` puts the working folder first on the path
+        ).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        print(f"{label:28} {r['peak_rss_mb']:11.0f} {r['chunks']:7d}")
 
 
 def resume(args: argparse.Namespace, tmp: Path) -> None:
@@ -223,19 +283,19 @@ def resume(args: argparse.Namespace, tmp: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["memory", "resume"])
+    parser.add_argument("mode", choices=["memory", "chunking", "resume"])
     parser.add_argument("--mb", type=float, default=None)
     parser.add_argument("--seconds", type=float, default=240.0)
     parser.add_argument("--baseline", default=str(REPO.parent / "wt-baseline"))
     parser.add_argument("--small-docs", type=int, default=100)
     args = parser.parse_args()
     if args.mb is None:
-        args.mb = 20.0 if args.mode == "memory" else 2.0
+        args.mb = 2.0 if args.mode == "resume" else 20.0
     if not NEWS.is_dir():
         sys.exit(f"{NEWS} is missing: the benchmark needs the CRUD-RAG news files")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
-        (memory if args.mode == "memory" else resume)(args, Path(tmp))
+        {"memory": memory, "chunking": chunking, "resume": resume}[args.mode](args, Path(tmp))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
