@@ -111,7 +111,7 @@ def _recall_at(retriever, pairs, k: int) -> float:
     found = retriever.retrieve([q for _, q in pairs], top_k=k)
     ranks = [
         answer_rank([h.chunk.text for h in hits], i.references)
-        for (i, _), hits in zip(pairs, found)
+        for (i, _), hits in zip(pairs, found, strict=True)
     ]
     return sum(r is not None for r in ranks) / len(ranks)
 
