@@ -30,11 +30,12 @@ def _rank_of(hits, needle: str) -> int | None:
 
 def test_a_follow_up_without_its_subject_is_found_through_the_history(bundled_bm25):
     search = HistorySearch(retriever=bundled_bm25, top_k=5)
-    follow_up = Query("When was she elected?", _asked("Who is the mayor of Varrow Point?"))
+    asked = _asked("Tell me about the Brinewell Desalination Plant.")
+    follow_up = Query("When did it open?", asked)
     alone = bundled_bm25.invoke(Query(follow_up.question))
     with_history = search.invoke(follow_up)
-    assert _rank_of(with_history, "Odile Fenwick, was elected in 2021") == 1
-    assert _rank_of(alone, "Odile Fenwick, was elected in 2021") != 1
+    assert _rank_of(alone, "opened on 14 March 2016") is None
+    assert _rank_of(with_history, "opened on 14 March 2016") in (1, 2)
     assert all(h.source == "history" for h in with_history)
 
 

@@ -8,12 +8,13 @@ helps the first case and hurts the second, because the earlier questions' words 
 new question's.
 
 `HistorySearch` therefore searches the question alone and, for each of the last `turns` user
-questions, that question joined with the new one; each list's scores are scaled to [0, 1] and
-summed, the question's own list at weight 1 and the earlier ones at `weight` × `decay` per step
-back. A chunk the question alone does not support only wins when several joint searches agree
-on it; a question that names its own subject keeps its own top hits, because a passage about
-the old subject scores low in both the question's list and the joint one. Nothing is learned:
-the weights are fixed.
+questions, that question joined with the new one, and sums each chunk's scores over the lists:
+the question's own list at weight 1, the joint ones at `weight` × `decay` per step back. A
+passage the new question supports scores in every list; a passage only the old subject supports
+scores in the joint lists alone, at their lower weight, so it wins only when the question
+itself has nothing better: a follow-up without a subject still finds the old article, and a
+question with a subject of its own keeps its own hits. The weights are fixed defaults chosen on
+one corpus slice and checked on the others (benchmarks/results/crud_retrieval_slices.md).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class HistorySearch(Retriever):
 
     retriever: Any
     turns: int = 3
-    weight: float = 1.0
+    weight: float = 0.5
     decay: float = 0.5
     candidates: int = 100
 
@@ -128,29 +129,27 @@ def _search(retriever: Any, queries: list[Query], depth: int) -> list[list[Retri
     return retriever.batch(queries)
 
 
-def _scaled(hits: list[Retrieved]) -> dict[str, float]:
-    """Scores scaled to [0, 1] within the list, so lists of any retriever add up fairly; a chunk
-    absent from a list counts as its lowest."""
-    if not hits:
-        return {}
-    scores = [h.score for h in hits]
-    low, high = min(scores), max(scores)
-    if high <= low:
-        return {h.chunk.id: 1.0 for h in hits}
-    return {h.chunk.id: (h.score - low) / (high - low) for h in hits}
-
-
 def _combine(lists: list[list[Retrieved]], weights: list[float], top_k: int) -> list[Retrieved]:
-    total: dict[str, float] = {}
+    """Weighted sum of each chunk's scores over the lists. The scores stay as the retriever gave
+    them: the joint searches contain the question, so on one scale a passage the question
+    itself supports gains from every list, and a passage only the old subject supports gains
+    from the joint lists alone, at their lower weight. A chunk missing from a list counts as
+    that list's lowest score (a cut-off list says no more than that)."""
     first: dict[str, Retrieved] = {}
-    for hits, weight in zip(lists, weights, strict=True):
-        for cid, value in _scaled(hits).items():
-            total[cid] = total.get(cid, 0.0) + weight * value
+    for hits in lists:
         for hit in hits:
             first.setdefault(hit.chunk.id, hit)
+    total = dict.fromkeys(first, 0.0)
+    for hits, weight in zip(lists, weights, strict=True):
+        if not hits:
+            continue
+        floor = min(h.score for h in hits)
+        scores = {h.chunk.id: h.score for h in hits}
+        for cid in total:
+            total[cid] += weight * scores.get(cid, floor)
     # Stable sort: ties keep the order of the question's own list, then the joint lists'.
-    order = sorted(first, key=lambda cid: -total.get(cid, 0.0))[:top_k]
+    order = sorted(first, key=lambda cid: -total[cid])[:top_k]
     return [
-        Retrieved(chunk=first[cid].chunk, score=total.get(cid, 0.0), rank=rank, source="history")
+        Retrieved(chunk=first[cid].chunk, score=total[cid], rank=rank, source="history")
         for rank, cid in enumerate(order, start=1)
     ]
