@@ -273,7 +273,7 @@ def slice_sections(args: Any) -> list[str]:
         )
         print(head, flush=True)
         sections.append(head)
-        for kind in args.kinds:
+        for kind in [] if args.reduced_only else args.kinds:
             pairs = [
                 (i, q)
                 for i, q in conversations(items, questions, kind)
@@ -348,7 +348,7 @@ def dense_sections(
     def build_rag(label: str) -> Any:
         name = names[label]
         if name in ("bm25-zh", "best", "chat"):
-            return lexical(build.pipeline(spec_for(name, args.store, collection)), chunks)
+            return lexical(build.pipeline(spec_for(name, args.store, "unused")), chunks)
         base = load_spec(DENSE_SPEC)
         if name == "dense-e5":
             base = base.model_copy(
@@ -403,6 +403,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=0,
         help="with --slices: also index N articles of each slice (its gold articles plus random "
         "others) with multilingual-e5 and measure dense and hybrid rows there",
+    )
+    parser.add_argument(
+        "--reduced-only",
+        action="store_true",
+        help="with --dense-articles: only the rows on the reduced corpus, not the whole slice",
     )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "crud_retrieval.md"))
     args = parser.parse_args(argv)
