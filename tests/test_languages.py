@@ -53,7 +53,7 @@ def test_the_store_keeps_a_tally_of_what_it_was_given(zh_store):
 
 def test_english_only_embedder_over_chinese_warns_once(zh_store, embedder):
     dense = DenseRetriever(store=zh_store, embedder=embedder, top_k=2)
-    with pytest.warns(languages.LanguageMismatchWarning, match="hybrid-zh") as caught:
+    with pytest.warns(languages.LanguageMismatchWarning, match="pipeline 'best'") as caught:
         dense.invoke("哪个城市发放了消费券？")
     assert "zh 75%" in str(caught[0].message)
     again = DenseRetriever(store=zh_store, embedder=embedder, top_k=2)
