@@ -22,7 +22,7 @@ LANGUAGES_KEY = "ragkit:languages"
 # A chunk counts as Chinese when this share of its non-space characters is CJK; news in Chinese
 # mixes in digits and Latin names, so well below one half still reads as Chinese text.
 CJK_SHARE = 0.2
-# Warn when this share of a collection's chunks is Chinese.
+# Warn when more than this share of a collection's chunks is Chinese.
 MOSTLY = 0.5
 # Embedders known to read English only (lower case, with and without the organisation).
 ENGLISH_ONLY = frozenset(
@@ -102,7 +102,7 @@ def check_embedder(store: Any, model: str) -> str | None:
         return None
     mix = read_mix(getattr(store, "metadata", None))
     total = sum(mix.values())
-    if not total or mix.get("zh", 0) / total < MOSTLY:
+    if not total or mix.get("zh", 0) / total <= MOSTLY:
         return None
     key = (str(getattr(store, "location", "")), str(getattr(store, "collection_name", "")), model)
     with _lock:
