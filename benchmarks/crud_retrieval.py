@@ -76,21 +76,29 @@ def spec_for(name: str, location: str, collection: str) -> PipelineSpec:
     return spec.model_copy(update={"retriever": retriever, "generator": generator})
 
 
+_LEXICAL_CACHE: dict[tuple[int, str], Any] = {}
+
+
 def lexical(rag: Any, chunks: list[Any] | None) -> Any:
     """With `--lexical-only`, a BM25 pipeline searches an in-memory index of the same chunks
-    instead of the chroma store, so no chunk has to be embedded first."""
+    instead of the chroma store, so no chunk has to be embedded first. A follow-up stage that
+    searches to decide (the `history` stage) gets the same in-memory index."""
     if chunks is None:
         return rag
     from ragkit.retrieval.bm25 import BM25Retriever
 
     inner = getattr(rag, "pipeline", rag)
-    swapped = inner.model_copy(
-        update={
-            "retriever": BM25Retriever.from_chunks(
-                chunks, top_k=inner.retriever.top_k, terms=inner.retriever.terms
-            )
-        }
-    )
+    outer = inner.retriever
+    base = getattr(outer, "retriever", outer)  # the `history` stage wraps the retriever
+    key = (id(chunks), base.terms)
+    if key not in _LEXICAL_CACHE:
+        if len(_LEXICAL_CACHE) > 4:
+            _LEXICAL_CACHE.clear()
+        _LEXICAL_CACHE[key] = BM25Retriever.from_chunks(chunks, top_k=DEPTH, terms=base.terms)
+    index = _LEXICAL_CACHE[key].model_copy(update={"top_k": base.top_k})
+    if outer is not base:
+        index = outer.model_copy(update={"retriever": index})
+    swapped = inner.model_copy(update={"retriever": index})
     return rag.model_copy(update={"pipeline": swapped}) if inner is not rag else swapped
 
 
@@ -213,6 +221,169 @@ def index(spec_name: str, docs: Any, location: str, collection: str) -> None:
     print(f"chunks: {build.store(spec).count()}", flush=True)
 
 
+def _slice_label(parts: Sequence[int]) -> str:
+    return "parts " + "+".join(map(str, parts))
+
+
+def _kind_rows(
+    names: Sequence[str],
+    pairs: Sequence[tuple[Any, Query]],
+    build_rag: Any,
+) -> list[dict[str, Any]]:
+    """One row per pipeline over the same (item, query) list, scored by answer recall."""
+    rows = []
+    items = [item for item, _ in pairs]
+    queries = [query for _, query in pairs]
+    for name in names:
+        rag = build_rag(name)
+        started = time.perf_counter()
+        ranked = rankings(rag, queries)
+        latency = (time.perf_counter() - started) / max(len(queries), 1)
+        row: dict[str, Any] = {"pipeline": name, "questions": len(queries)}
+        row.update(score(ranked, [i.references for i in items]))
+        row["latency_s"] = latency
+        rows.append(row)
+        print(_markdown([row]).splitlines()[-1], flush=True)
+    return rows
+
+
+def slice_sections(args: Any) -> list[str]:
+    """Every pipeline on every slice, for each conversation kind (lexical rows in memory)."""
+    from benchmarks.crud_slices import (
+        answer_in_history,
+        conversations,
+        item_questions,
+        slice_dir,
+    )
+    from ragkit.eval.datasets import answerable_factoids, load_crud_news
+
+    factoids = CRUD / "qa" / "questanswer_1doc_factoids.json"
+    questions = item_questions(factoids)
+    sections = []
+    for parts in args.slices:
+        folder = slice_dir(CRUD / "news", parts)
+        items = answerable_factoids(folder, factoids)
+        docs = list(load_crud_news(folder))
+        chunker = build.chunker(load_spec("best"))
+        chunks = [c for d in docs for c in chunker.invoke(d)]
+        head = (
+            f"## {_slice_label(parts)}: {len(docs)} articles, {len(chunks)} chunks, "
+            f"{len(items)} answerable questions from "
+            f"{len({i.metadata['factoid_id'] for i in items})} items\n"
+        )
+        print(head, flush=True)
+        sections.append(head)
+        for kind in [] if args.reduced_only else args.kinds:
+            pairs = [
+                (i, q)
+                for i, q in conversations(items, questions, kind)
+                if not answer_in_history(i, q)
+            ]
+            print(f"### {kind} ({len(pairs)} questions)", flush=True)
+
+            def build_rag(name: str, chunks: list[Any] = chunks) -> Any:
+                return lexical(build.pipeline(spec_for(name, args.store, "unused")), chunks)
+
+            rows = _kind_rows(args.pipelines, pairs, build_rag)
+            sections += [f"\n### {kind} ({len(pairs)} questions)\n", _markdown(rows), ""]
+        if args.dense_articles:
+            sections += dense_sections(args, parts, folder, items, questions)
+    return sections
+
+
+# Dense multilingual-e5 fused with `best`'s lexical retriever: measured here, not shipped as a
+# named pipeline (it did not beat `best` on every slice).
+HYBRID_ZH = {
+    "name": "hybrid-e5",
+    "embedder": {"model": "intfloat/multilingual-e5-small"},
+    "retriever": {"kind": "hybrid", "top_k": 5, "candidate_k": 20, "lexical": "words+bigrams"},
+}
+
+
+def hybrid_zh_spec() -> PipelineSpec:
+    from ragkit.spec import parse_spec
+
+    return parse_spec(dict(HYBRID_ZH), origin="crud_retrieval.HYBRID_ZH")
+
+
+def dense_corpus(docs: list[Any], items: Sequence[Any], size: int) -> tuple[list[Any], list[Any]]:
+    """A reduced corpus and its questions: whole factoid items are taken in id order until their
+    gold articles fill half of `size`, then random other articles (fixed seed) fill the rest."""
+    import random
+
+    from benchmarks.crud_slices import SEED
+
+    by_factoid: dict[str, list[Any]] = {}
+    for item in items:
+        by_factoid.setdefault(item.metadata["factoid_id"], []).append(item)
+    gold: set[str] = set()
+    kept: list[Any] = []
+    for factoid in sorted(by_factoid):
+        sources = {s for i in by_factoid[factoid] for s in i.gold_sources}
+        if gold and len(gold | sources) > size // 2:
+            break
+        gold |= sources
+        kept += by_factoid[factoid]
+    corpus = [d for d in docs if d.id in gold]
+    rest = [d for d in docs if d.id not in gold]
+    random.Random(SEED).shuffle(rest)
+    corpus += rest[: max(size - len(corpus), 0)]
+    return sorted(corpus, key=lambda d: d.id), kept
+
+
+def dense_sections(
+    args: Any, parts: Sequence[int], folder: Path, items: Sequence[Any], questions: Any
+) -> list[str]:
+    """Dense e5 and hybrid (e5 + `best`'s lexical retriever) on a reduced corpus of the slice;
+    the lexical rows search the same stored chunks, so every row sees the same passages."""
+    from benchmarks.crud_slices import answer_in_history, conversations
+    from ragkit.eval.datasets import load_crud_news
+
+    docs, items = dense_corpus(list(load_crud_news(folder)), items, args.dense_articles)
+    collection = f"e5-p{''.join(map(str, parts))}-{args.dense_articles}"
+    spec = hybrid_zh_spec().with_store(args.store, collection)
+    started = time.perf_counter()
+    report = build.ingestor(spec).ingest_documents(docs, progress=False)
+    print(f"indexed into {collection}: {report} in {time.perf_counter() - started:.0f} s")
+    chunks = build.store(spec).get_chunks()
+    sections = [
+        f"\n### {_slice_label(parts)}, reduced corpus for dense rows: {len(docs)} articles "
+        f"(the gold articles of {len(items)} questions plus random others), {len(chunks)} chunks\n"
+    ]
+    names = {
+        "bm25-zh": "bm25-zh",
+        "best": "best",
+        "chat": "chat",
+        "dense e5": "dense-e5",
+        "hybrid e5 + best's lexical": "hybrid-e5",
+        "hybrid e5 + history": "hybrid-e5+history",
+    }
+
+    def build_rag(label: str) -> Any:
+        name = names[label]
+        if name in ("bm25-zh", "best", "chat"):
+            return lexical(build.pipeline(spec_for(name, args.store, "unused")), chunks)
+        base = hybrid_zh_spec()
+        if name == "dense-e5":
+            base = base.model_copy(
+                update={"retriever": base.retriever.model_copy(update={"kind": "dense"})}
+            )
+        if name == "hybrid-e5+history":
+            base = base.model_copy(update={"rewrite": load_spec("chat").rewrite})
+        base = base.with_store(args.store, collection)
+        retriever = base.retriever.model_copy(update={"top_k": DEPTH})
+        rag = build.pipeline(base.model_copy(update={"retriever": retriever}))
+        return rag
+
+    for kind in args.kinds:
+        pairs = [
+            (i, q) for i, q in conversations(items, questions, kind) if not answer_in_history(i, q)
+        ]
+        rows = _kind_rows(list(names), pairs, build_rag)
+        sections += [f"\n#### {kind}, reduced corpus ({len(pairs)} questions)\n", _markdown(rows)]
+    return sections
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--articles", type=int, default=3000)
@@ -231,8 +402,34 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         help="ask each factoid item's questions as one conversation (earlier questions as history)",
     )
+    parser.add_argument(
+        "--slices",
+        nargs="*",
+        type=lambda v: [int(p) for p in v.split(",")],
+        default=None,
+        help="corpus slices by part number, e.g. `1 2 3 4` or `1,2 3,4`: every pipeline on "
+        "each slice, for each conversation kind (implies lexical rows from in-memory chunks)",
+    )
+    parser.add_argument("--kinds", nargs="*", default=["standalone", "single", "switching"])
+    parser.add_argument(
+        "--dense-articles",
+        type=int,
+        default=0,
+        help="with --slices: also index N articles of each slice (its gold articles plus random "
+        "others) with multilingual-e5 and measure dense and hybrid rows there",
+    )
+    parser.add_argument(
+        "--reduced-only",
+        action="store_true",
+        help="with --dense-articles: only the rows on the reduced corpus, not the whole slice",
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "crud_retrieval.md"))
     args = parser.parse_args(argv)
+    if args.slices:
+        text = "\n".join(slice_sections(args)) + "\n"
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
+        return
 
     from ragkit.eval.datasets import answerable_factoids, load_crud_news, load_qa_jsonl
 

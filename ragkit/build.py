@@ -18,8 +18,9 @@ _registry: dict[tuple[str, Any], Any] = {}
 @cache
 def _embedder(spec: EmbedderSpec) -> Any:
     from ragkit.embedding import Embedder
+    from ragkit.retrieval.e5 import E5Embedder, is_e5
 
-    return Embedder(
+    return (E5Embedder if is_e5(spec.model) else Embedder)(
         model=spec.model,
         precision=spec.precision,
         batch_size=spec.batch_size,
@@ -139,14 +140,21 @@ def pipeline(spec: PipelineSpec) -> Any:
 
     p = spec.prompt
     assembler = PromptAssembler(layout=p.layout, system=p.system, instruction=p.instruction)
-    rewriter = None if spec.rewrite is None else build_rewriter(spec.rewrite, generator(spec))
+    search = retriever(spec)
+    rewriter = None
+    if spec.rewrite is not None and spec.rewrite.mode == "history":
+        from ragkit.stages.history import HistorySearch
+
+        search = HistorySearch(retriever=search, turns=spec.rewrite.turns, top_k=search.top_k)
+    elif spec.rewrite is not None:
+        rewriter = build_rewriter(spec.rewrite, generator(spec))
     reranker = (
         None
         if spec.rerank is None
         else build_reranker(spec.rerank, embedder(spec), generator(spec))
     )
     rag = RAGPipeline(
-        retriever=retriever(spec),
+        retriever=search,
         generator=generator(spec),
         assembler=assembler,
         rewriter=rewriter,

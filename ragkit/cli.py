@@ -205,11 +205,13 @@ def info(
 
     spec = _spec(pipeline, store, None)
     typer.echo(f"store: {spec.store.location}")
+    from ragkit.languages import describe, read_mix
     from ragkit.store import MODEL_KEY
 
     for name, count, meta in build.store(spec).collections():
         model = (meta or {}).get(MODEL_KEY, "?")
-        typer.echo(f"  {name}: {count} chunks, embeddings by {model}")
+        languages = describe(read_mix(meta))
+        typer.echo(f"  {name}: {count} chunks, embeddings by {model}, languages {languages}")
     typer.echo(f"pipelines: {', '.join(pipeline_names())}")
     g = spec.generator
     typer.echo(

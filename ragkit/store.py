@@ -211,6 +211,9 @@ class ChromaStore:
             self._collection.upsert(
                 ids=ids[part], embeddings=array[part], documents=texts[part], metadatas=metas[part]
             )
+        from ragkit.languages import with_languages
+
+        self._collection.modify(metadata=with_languages(self.metadata, texts))
 
     def _check_dimension(self, dimension: int) -> None:
         meta = self.metadata

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import PrivateAttr
+
 from ragkit.retrieval import Retriever
 from ragkit.types import Query, Retrieved
 
@@ -19,12 +21,21 @@ class DenseRetriever(Retriever):
     store: Any
     embedder: Any
 
+    _language_checked: bool = PrivateAttr(default=False)
+
     def __init__(self, store: Any = None, embedder: Any = None, top_k: int = 5, **kwargs: Any):
         super().__init__(store=store, embedder=embedder, top_k=top_k, **kwargs)
         if store is None or embedder is None:
             raise ValueError("DenseRetriever needs a store and an embedder, got None")
 
     def _retrieve(self, queries: list[Query], top_k: int) -> list[list[Retrieved]]:
+        if not self._language_checked:
+            from ragkit.languages import check_embedder
+
+            self._language_checked = True
+            model = getattr(self.embedder, "model_name", None)
+            if isinstance(model, str):
+                check_embedder(self.store, model)
         vectors = self.embedder.embed_queries([q.question for q in queries])
         groups: dict[str, list[int]] = {}
         for i, query in enumerate(queries):
