@@ -14,7 +14,6 @@ writes benchmarks/results/tune.md (the synthetic pairs are listed there to be re
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ragkit.eval.datasets import Suite, load_crud_news, load_suite  # noqa: E402
+from ragkit.eval.datasets import load_crud_news, load_suite  # noqa: E402
 from ragkit.models import cache_dir  # noqa: E402
 from ragkit.spec import load_spec  # noqa: E402
 
@@ -54,7 +53,7 @@ def crud_documents() -> Any:
     return load_crud_news(CRUD, limit=ARTICLES)
 
 
-def synth(n: int, max_candidates: int) -> None:
+def synth(n: int, max_candidates: int, only: str | None) -> None:
     from ragkit import build
     from ragkit.synth.run import synthesize
     from ragkit.synth.sampling import chunk_documents, source_chunks
@@ -67,6 +66,8 @@ def synth(n: int, max_candidates: int) -> None:
         ("synth-en", source_chunks(str(english), spec), english),
         ("synth-crud", chunk_documents(crud_documents(), load_spec("best")), None),
     ):
+        if only is not None and name != only:
+            continue
         started = time.perf_counter()
         result = synthesize(
             chunks, generator, WORK / name, n=n, corpus=corpus, max_candidates=max_candidates
@@ -85,10 +86,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     s = sub.add_parser("synth")
     s.add_argument("--n", type=int, default=20)
     s.add_argument("--max-candidates", type=int, default=24)
+    s.add_argument("--only", choices=["synth-en", "synth-crud"])
     sub.add_parser("measure")
     args = parser.parse_args(argv)
     if args.stage == "synth":
-        synth(args.n, args.max_candidates)
+        synth(args.n, args.max_candidates, args.only)
     else:
         measure()
 

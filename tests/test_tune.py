@@ -147,8 +147,12 @@ def row(name, tuning, held, latency=0.1, reference=False):
 
 
 def test_leaderboard_leads_with_the_winners_held_back_score():
-    rows = [row("base", 0.6, 0.7), row("a", 0.8, 0.75), row("b", 0.8, 0.9, latency=0.5),
-            row("ref", 0.95, 0.95, reference=True)]
+    rows = [
+        row("base", 0.6, 0.7),
+        row("a", 0.8, 0.75),
+        row("b", 0.8, 0.9, latency=0.5),
+        row("ref", 0.95, 0.95, reference=True),
+    ]
     assert report.winner(rows, "recall@5").variant == "a"  # a tie goes to the faster
     text = report.markdown(rows, "recall@5", title="t", base=rows[0])
     lead = text.splitlines()[2]
@@ -157,7 +161,10 @@ def test_leaderboard_leads_with_the_winners_held_back_score():
     assert "wins only on the tuning part" not in text
     table = [line for line in text.splitlines() if line.startswith("| ")][1:]
     assert [line.split("|")[2].strip() for line in table] == [
-        "`ref (reference)`", "`a`", "`b`", "`base`"
+        "`ref (reference)`",
+        "`a`",
+        "`b`",
+        "`base`",
     ]
 
 
@@ -173,7 +180,9 @@ def test_leaderboard_says_when_the_winner_only_wins_on_the_tuning_part(tmp_path)
 
 
 def test_winner_yaml_loads_back_as_the_same_pipeline(tmp_path):
-    spec = override(override(load_spec("naive"), "retriever.kind", "bm25"), "chunker.overlap_tokens", 0)
+    spec = override(
+        override(load_spec("naive"), "retriever.kind", "bm25"), "chunker.overlap_tokens", 0
+    )
     path = report.write_winner(spec, tmp_path / "winner.yaml", "tuned on x\nheld-back 0.9")
     loaded = load_spec(path)
     assert spec_digest(loaded) == spec_digest(spec)
@@ -191,8 +200,13 @@ LEXICAL_SPACE = (
 def lexical_sweep(tmp_path: Path) -> Sweep:
     path = write(tmp_path, LEXICAL_SPACE)
     chosen = variants(load_space(path), load_spec("bm25-zh"))
-    return Sweep(load_suite("bundled"), chosen, tmp_path / "run", options=TuneOptions(),
-                 store_location=str(tmp_path / "store"))
+    return Sweep(
+        load_suite("bundled"),
+        chosen,
+        tmp_path / "run",
+        options=TuneOptions(),
+        store_location=str(tmp_path / "store"),
+    )
 
 
 def test_sweep_shares_indexes_and_searches(tmp_path):
@@ -241,17 +255,33 @@ def test_a_killed_sweep_resumes_without_recomputing_finished_variants(tmp_path, 
     assert len(log.read_text().splitlines()) == 8
     third = lexical_sweep(tmp_path)
     third.run_retrieval()
-    assert (third.work.searches, third.work.variants_scored, third.work.cached_variants) == (0, 0, 8)
+    assert (third.work.searches, third.work.variants_scored, third.work.cached_variants) == (
+        0,
+        0,
+        8,
+    )
 
 
 def test_tune_writes_leaderboard_plot_and_a_winner_query_can_load(tmp_path):
     path = write(tmp_path, LEXICAL_SPACE)
-    result = tune("bundled", path, pipeline="bm25-zh", runs=tmp_path / "runs",
-                  store_location=str(tmp_path / "store"), compare=["best"],
-                  options=TuneOptions(metric="answer_recall@5"))
+    result = tune(
+        "bundled",
+        path,
+        pipeline="bm25-zh",
+        runs=tmp_path / "runs",
+        store_location=str(tmp_path / "store"),
+        compare=["best"],
+        options=TuneOptions(metric="answer_recall@5"),
+    )
     names = {p.name for p in result.run_dir.iterdir()}
-    assert {"leaderboard.md", "leaderboard.json", "pareto.png", "winner.yaml", "split.json",
-            "retrieval.jsonl"} <= names
+    assert {
+        "leaderboard.md",
+        "leaderboard.json",
+        "pareto.png",
+        "winner.yaml",
+        "split.json",
+        "retrieval.jsonl",
+    } <= names
     assert result.report.startswith("# ragkit tune: bundled\n\n**Winner: ")
     assert not result.winner.reference
     assert result.winner.score("answer_recall@5") == max(
@@ -261,14 +291,26 @@ def test_tune_writes_leaderboard_plot_and_a_winner_query_can_load(tmp_path):
     assert winner.retriever.kind == "bm25"
     split = json.loads((result.run_dir / "split.json").read_text())
     assert len(split["tuning"]) + len(split["held_back"]) == 24
-    again = tune("bundled", path, pipeline="bm25-zh", runs=tmp_path / "runs",
-                 store_location=str(tmp_path / "store"), compare=["best"],
-                 options=TuneOptions(metric="answer_recall@5"))
+    again = tune(
+        "bundled",
+        path,
+        pipeline="bm25-zh",
+        runs=tmp_path / "runs",
+        store_location=str(tmp_path / "store"),
+        compare=["best"],
+        options=TuneOptions(metric="answer_recall@5"),
+    )
     assert again.run_dir == result.run_dir and again.work.searches == 0
 
 
 def test_an_unknown_metric_is_named(tmp_path):
     path = write(tmp_path, "space:\n  retriever.top_k: [3]\n")
     with pytest.raises(ConfigError, match="--metric bleu9"):
-        tune("bundled", path, pipeline="bm25-zh", runs=tmp_path / "runs",
-             store_location=str(tmp_path / "store"), options=TuneOptions(metric="bleu9"))
+        tune(
+            "bundled",
+            path,
+            pipeline="bm25-zh",
+            runs=tmp_path / "runs",
+            store_location=str(tmp_path / "store"),
+            options=TuneOptions(metric="bleu9"),
+        )

@@ -14,7 +14,7 @@ from rapidfuzz import fuzz
 
 from ragkit.eval.metrics import contains_reference
 from ragkit.synth.prompts import Pair
-from ragkit.text import sentence_spans, tokenize
+from ragkit.text import is_cjk, sentence_spans, tokenize
 
 CHECKS = (
     "unparsed",
@@ -33,7 +33,30 @@ DUPLICATE_MIN = 90
 # Share of the answer's content words that may also be in the question.
 ANSWER_OVERLAP_MAX = 0.5
 _STOPWORDS = frozenset(
-    "a an the of in on at to for by with and or is are was were be its it this that".split()
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "by",
+        "with",
+        "and",
+        "or",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "its",
+        "it",
+        "this",
+        "that",
+    ]
 )
 _DEICTIC = re.compile(
     r"\b(?:the|this|that|above|given)\s+(?:passage|text|paragraph|document|article|excerpt)\b"
@@ -90,7 +113,12 @@ def supported(answer: str, chunk: str) -> tuple[str, ...]:
     found = fuzz.partial_ratio_alignment(answer.lower(), chunk.lower())
     if found is None or found.score < SUPPORT_MIN:
         return ()
-    span = chunk[found.dest_start : found.dest_end].strip()
+    start, end = found.dest_start, found.dest_end
+    while start > 0 and chunk[start - 1].isalnum() and not is_cjk(chunk[start - 1]):
+        start -= 1  # widen to whole words, so the span matches as words do
+    while end < len(chunk) and chunk[end].isalnum() and not is_cjk(chunk[end]):
+        end += 1
+    span = chunk[start:end].strip()
     return (answer, span) if span and contains_reference(chunk, span) else ()
 
 

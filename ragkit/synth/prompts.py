@@ -10,22 +10,23 @@ from ragkit.types import Prompt
 
 _PROMPTS = {
     "en": (
+        "Read the passage and write one question that it answers, then the answer.\n"
+        'The question names its subject and makes sense on its own (never say "the passage"). '
+        "The answer is at most five words copied from the passage: a name, a number or a date, "
+        "not a sentence.\n\n"
         "Passage:\n{text}\n\n"
-        "First copy one short fact from the passage (a name, a number, a date or at most five "
-        "words). Then write a question whose answer is exactly that fact. The question must "
-        'name its subject and make sense without the passage (never say "the passage").\n'
-        "Reply with exactly two lines:\nAnswer: <the fact, copied>\nQuestion: <the question>"
+        "Reply with exactly two lines:\nQuestion: <the question>\nAnswer: <at most five words>"
     ),
     "zh": (
+        "阅读下面的段落，写出一个能用段落内容回答的问题，以及答案。\n"
+        "问题要写明具体对象，单独看也能读懂，不要出现“段落”“文中”“本文”等字样。"
+        "答案是从段落中原样摘录的不超过十个字的词语（人名、数字或日期），不要写成句子。\n\n"
         "段落：\n{text}\n\n"
-        "先从段落中原样摘录一个简短事实（人名、数字、日期，或不超过十个字的词语），"
-        "再写一个答案恰好是这个事实的问题。问题要写明具体对象，单独看也能读懂，"
-        "不要出现“段落”“文中”“本文”等字样。\n"
-        "只输出两行：\n答案：<摘录的事实>\n问题：<问题>"
+        "只输出两行：\n问题：<问题>\n答案：<不超过十个字>"
     ),
 }
-_QUESTION = re.compile(r"^\s*(?:\**\s*)?(?:question|问题)\s*\**\s*[:：]\s*(.+)$", re.I | re.M)
-_ANSWER = re.compile(r"^\s*(?:\**\s*)?(?:answer|答案)\s*\**\s*[:：]\s*(.+)$", re.I | re.M)
+_QUESTION = re.compile(r"^\s*(?:\**\s*)?(?:question|问题)\s*\**[:：][ \t]*(.+)$", re.I | re.M)
+_ANSWER = re.compile(r"^\s*(?:\**\s*)?(?:answer|答案)\s*\**[:：][ \t]*(.+)$", re.I | re.M)
 _TRAILING = " \t\"'“”‘’。.，,;；*"
 
 

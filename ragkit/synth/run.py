@@ -32,7 +32,7 @@ QUESTIONS = "questions.jsonl"
 SUITE = "suite.yaml"
 REPORT = "synth-report.json"
 # A short answer and one question fit; a longer reply is a ramble the checks would drop.
-MAX_NEW_TOKENS = 56
+MAX_NEW_TOKENS = 64
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,9 @@ def with_server(spec: PipelineSpec, url: str | None, model: str | None) -> Pipel
         if model is not None:
             raise ValueError("--model needs --url (the local generator is the packaged model)")
         return spec
-    generator = spec.generator.model_copy(update={"kind": "openai", "base_url": url, "model": model})
+    generator = spec.generator.model_copy(
+        update={"kind": "openai", "base_url": url, "model": model}
+    )
     return spec.model_copy(update={"generator": generator})
 
 
@@ -102,7 +104,9 @@ def synthesize(
 
 def _candidate(chunk: Chunk, generator: Any, checker: Checker, corpus: Path | None) -> dict:
     lang = prompts.language(chunk.text)
-    reply = generator.invoke(prompts.question_prompt(chunk.text, lang), max_new_tokens=MAX_NEW_TOKENS).text
+    reply = generator.invoke(
+        prompts.question_prompt(chunk.text, lang), max_new_tokens=MAX_NEW_TOKENS
+    ).text
     pair = prompts.parse(reply)
     verdict = checker.check(pair, chunk.text, lang)
     return {
@@ -139,7 +143,7 @@ def write_suite(
     (out_dir / QUESTIONS).write_text("".join(lines), encoding="utf-8")
     suite: dict[str, Any] = {
         "name": name,
-        "description": "Questions written from the corpus by `ragkit synth` and kept by its checks.",
+        "description": "Questions written from the corpus by `ragkit synth`, kept by its checks.",
     }
     if corpus is not None:
         suite["corpus"] = os.path.relpath(corpus, out_dir.resolve()).replace(os.sep, "/")

@@ -88,13 +88,23 @@ def markdown(
         f"tuning part: winner {_fmt(best.score(metric))}, base {_fmt(base.score(metric))})."
     )
     if held is not None and held_base is not None and held < held_base:
-        lines += ["", f"The winner wins only on the tuning part: on held-back questions the "
-                  f"base scores higher ({_fmt(held_base)} against {_fmt(held)})."]
+        lines += [
+            "",
+            f"The winner wins only on the tuning part: on held-back questions the "
+            f"base scores higher ({_fmt(held_base)} against {_fmt(held)}).",
+        ]
     lines.append("")
     lines += [f"- {n}" for n in notes]
     shown = [c for c in columns if c != metric]
-    header = ["#", "variant", f"{metric} (tuning)", f"{metric} (held-back)", *shown,
-              "latency s/q", "answered"]
+    header = [
+        "#",
+        "variant",
+        f"{metric} (tuning)",
+        f"{metric} (held-back)",
+        *shown,
+        "latency s/q",
+        "answered",
+    ]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for place, row in enumerate(ranked(rows, metric), 1):
         name = f"{row.label} (reference)" if row.reference else row.label
@@ -138,11 +148,19 @@ def plot(rows: Sequence[Row], metric: str, path: Path, title: str) -> Path:
         label="Pareto front",
     )
     for i in front:
-        ax.annotate(shown[i].label, points[i], fontsize=6, xytext=(4, -8),
-                    textcoords="offset points")
+        ax.annotate(
+            shown[i].label, points[i], fontsize=6, xytext=(4, -8), textcoords="offset points"
+        )
     w = shown.index(best)
-    ax.scatter([points[w][0]], [points[w][1]], marker="*", s=160, color="tab:blue",
-               label="winner", zorder=3)
+    ax.scatter(
+        [points[w][0]],
+        [points[w][1]],
+        marker="*",
+        s=160,
+        color="tab:blue",
+        label="winner",
+        zorder=3,
+    )
     if points and max(p[0] for p in points) > 20 * max(min(p[0] for p in points), 1e-9):
         ax.set_xscale("log")
     ax.set_xlabel("seconds per question")

@@ -38,8 +38,16 @@ class TuneResult:
 def default_run_dir(suite: str, space: Path, base: str, options: TuneOptions, root: Path) -> Path:
     """The same inputs give the same folder, so running the command again resumes."""
     key = json.dumps(
-        [suite, space.read_text(encoding="utf-8"), base, options.metric, options.holdout,
-         options.seed, options.budget, options.shortlist]
+        [
+            suite,
+            space.read_text(encoding="utf-8"),
+            base,
+            options.metric,
+            options.holdout,
+            options.seed,
+            options.budget,
+            options.shortlist,
+        ]
     )
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     return root / f"tune-{Path(suite).stem if '/' in suite else suite}-{digest}"
@@ -73,13 +81,23 @@ def tune(
     folder = run_dir or default_run_dir(suite, Path(space_path), base_name, options, runs)
     folder.mkdir(parents=True, exist_ok=True)
     sweep = Sweep(
-        opened, chosen, folder, options=options, store_location=store_location,
+        opened,
+        chosen,
+        folder,
+        options=options,
+        store_location=store_location,
         documents=documents,
     )
     tuning, held = split_items(sweep.items, options.holdout, options.seed)
     (folder / "split.json").write_text(
-        json.dumps({"seed": options.seed, "tuning": [i.id for i in tuning],
-                    "held_back": [i.id for i in held]}, indent=1),
+        json.dumps(
+            {
+                "seed": options.seed,
+                "tuning": [i.id for i in tuning],
+                "held_back": [i.id for i in held],
+            },
+            indent=1,
+        ),
         encoding="utf-8",
     )
     found = sweep.run_retrieval(progress)
@@ -112,17 +130,30 @@ def tune(
         f"wall time {seconds:.1f} s",
     ]
     columns = [m for m in (*RETRIEVAL_METRICS, *ANSWER_METRICS) if any(m in r.tuning for r in rows)]
-    text = report.markdown(rows, options.metric, title=title, base=base_row, notes=notes,
-                           columns=columns)
+    text = report.markdown(
+        rows, options.metric, title=title, base=base_row, notes=notes, columns=columns
+    )
     (folder / "leaderboard.md").write_text(text, encoding="utf-8")
-    report.write_json(rows, options.metric, folder / "leaderboard.json",
-                      {"suite": opened.name, "base": base_name, "seconds": seconds,
-                       "tuning_questions": len(tuning), "held_back_questions": len(held)})
-    plot_path = report.plot(_plotted(rows, options.metric), options.metric,
-                            folder / "pareto.png", title)
+    report.write_json(
+        rows,
+        options.metric,
+        folder / "leaderboard.json",
+        {
+            "suite": opened.name,
+            "base": base_name,
+            "seconds": seconds,
+            "tuning_questions": len(tuning),
+            "held_back_questions": len(held),
+        },
+    )
+    plot_path = report.plot(
+        _plotted(rows, options.metric), options.metric, folder / "pareto.png", title
+    )
     spec = next(v.spec for v in chosen if v.id == best.variant)
-    comment = (f"Tuned by `ragkit tune` on suite {opened.name} from `{base_name}`: {best.label}\n"
-               f"held-back {options.metric} {best.score(options.metric, 'held')}")
+    comment = (
+        f"Tuned by `ragkit tune` on suite {opened.name} from `{base_name}`: {best.label}\n"
+        f"held-back {options.metric} {best.score(options.metric, 'held')}"
+    )
     winner_path = report.write_winner(spec, folder / "winner.yaml", comment)
     return TuneResult(folder, rows, best, text, winner_path, plot_path, work, seconds)
 

@@ -5,7 +5,6 @@ run folder, so an interrupted sweep resumes where it stopped."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -213,4 +212,3 @@ class Sweep:
 
 def _batches(items: list[EvalItem], size: int) -> list[list[EvalItem]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
-
