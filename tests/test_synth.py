@@ -14,7 +14,16 @@ import pytest
 
 from ragkit.eval.datasets import load_suite
 from ragkit.synth.checks import Checker, copied, gives_away, supported
-from ragkit.synth.prompts import Pair, language, parse, question_prompt
+from ragkit.synth.prompts import (
+    ANSWER_MARK,
+    Pair,
+    answer_prompt,
+    language,
+    parse,
+    parse_answer,
+    parse_question,
+    question_prompt,
+)
 from ragkit.synth.run import synthesize
 from ragkit.synth.sampling import spread
 from ragkit.types import Answer, Chunk
@@ -38,6 +47,18 @@ def test_parse_reads_both_languages_and_either_order():
     )
     assert parse("Who kept the light?") is None
     assert parse("Question: \nAnswer: x") is None
+
+
+def test_two_step_replies_give_the_question_then_the_answer():
+    assert parse_question("Sure!\nWho kept the Skerrow Light?\nMore text") == (
+        "Who kept the Skerrow Light?"
+    )
+    assert parse_question("Question: Who kept it?") == "Who kept it?"
+    assert parse_question("A statement.") is None
+    assert parse_answer("Maren Tolle.\nExtra") == "Maren Tolle"
+    assert parse_answer("答案：1862年。") == "1862年"
+    prompt = answer_prompt(CHUNK, "Who kept it?", "en").prefix
+    assert ANSWER_MARK["en"] in prompt and "Who kept it?" in prompt
 
 
 def test_prompt_follows_the_chunks_language():
@@ -109,15 +130,16 @@ def test_spread_visits_every_document_before_any_twice():
 
 class ScriptedQuestionWriter:
     """Stands in for the generator: replies from a script keyed by a phrase of the chunk, and
-    counts calls; the script can interrupt like Ctrl-C on a given call."""
+    counts the question prompts (one per candidate); it can interrupt like Ctrl-C on the n-th."""
 
     def __init__(self, script: dict[str, str], interrupt_on: int | None = None) -> None:
         self.script, self.calls, self.interrupt_on = script, 0, interrupt_on
 
     def invoke(self, prompt, **kwargs) -> Answer:
-        self.calls += 1
-        if self.calls == self.interrupt_on:
-            raise KeyboardInterrupt
+        if not any(mark in prompt.prefix for mark in ANSWER_MARK.values()):
+            self.calls += 1
+            if self.calls == self.interrupt_on:
+                raise KeyboardInterrupt
         for phrase, reply in self.script.items():
             if phrase in prompt.prefix:
                 return Answer(text=reply)

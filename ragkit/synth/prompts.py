@@ -8,21 +8,31 @@ from dataclasses import dataclass
 from ragkit.text import cjk_ratio
 from ragkit.types import Prompt
 
+# Two short calls rather than one: a small model writes a good question when that is all it is
+# asked, and then copies a short answer when shown the question and the passage.
 _PROMPTS = {
     "en": (
-        "Read the passage and write one question that it answers, then the answer.\n"
-        'The question names its subject and makes sense on its own (never say "the passage"). '
-        "The answer is at most five words copied from the passage: a name, a number or a date, "
-        "not a sentence.\n\n"
         "Passage:\n{text}\n\n"
-        "Reply with exactly two lines:\nQuestion: <the question>\nAnswer: <at most five words>"
+        "Write one question that this passage answers with a name, a number or a date. The "
+        'question names its subject and makes sense on its own (never say "the passage"). '
+        "Reply with the question only."
     ),
     "zh": (
-        "阅读下面的段落，写出一个能用段落内容回答的问题，以及答案。\n"
-        "问题要写明具体对象，单独看也能读懂，不要出现“段落”“文中”“本文”等字样。"
-        "答案是从段落中原样摘录的不超过十个字的词语（人名、数字或日期），不要写成句子。\n\n"
         "段落：\n{text}\n\n"
-        "只输出两行：\n问题：<问题>\n答案：<不超过十个字>"
+        "写一个能用这个段落中的人名、数字或日期回答的问题。问题要写明具体对象，单独看也能读懂，"
+        "不要出现“段落”“文中”“本文”等字样。只输出问题。"
+    ),
+}
+ANSWER_MARK = {"en": "Answer the question", "zh": "请用段落中的原话回答问题"}
+_ANSWER_PROMPTS = {
+    "en": (
+        "Answer the question with the shortest phrase copied from the passage (a name, a "
+        "number or a date, at most five words). Reply with the answer only.\n\n"
+        "Passage:\n{text}\n\nQuestion: {question}"
+    ),
+    "zh": (
+        "请用段落中的原话回答问题，答案越短越好（人名、数字或日期，不超过十个字），只输出答案。\n\n"
+        "段落：\n{text}\n\n问题：{question}"
     ),
 }
 _QUESTION = re.compile(r"^\s*(?:\**\s*)?(?:question|问题)\s*\**[:：][ \t]*(.+)$", re.I | re.M)
@@ -43,6 +53,30 @@ def language(text: str) -> str:
 
 def question_prompt(text: str, lang: str) -> Prompt:
     return Prompt.plain(_PROMPTS[lang].format(text=text.strip()))
+
+
+def answer_prompt(text: str, question: str, lang: str) -> Prompt:
+    return Prompt.plain(_ANSWER_PROMPTS[lang].format(text=text.strip(), question=question))
+
+
+def parse_question(reply: str) -> str | None:
+    """The question of a reply: a `Question:` line, else the first line ending in a
+    question mark."""
+    pair = _QUESTION.search(reply)
+    if pair is not None:
+        return pair.group(1).strip().strip("*").strip() or None
+    for line in reply.splitlines():
+        line = line.strip().strip("*").strip()
+        if line.endswith(("?", "？")):
+            return line
+    return None
+
+
+def parse_answer(reply: str) -> str | None:
+    """The answer of a reply: an `Answer:` line, else its first non-empty line."""
+    found = _ANSWER.search(reply)
+    line = found.group(1) if found else next((x for x in reply.splitlines() if x.strip()), "")
+    return line.strip().strip(_TRAILING) or None
 
 
 def parse(reply: str) -> Pair | None:

@@ -31,8 +31,9 @@ CANDIDATES = "candidates.jsonl"
 QUESTIONS = "questions.jsonl"
 SUITE = "suite.yaml"
 REPORT = "synth-report.json"
-# A short answer and one question fit; a longer reply is a ramble the checks would drop.
-MAX_NEW_TOKENS = 64
+# One question fits, and one short answer; a longer reply is a ramble the checks would drop.
+QUESTION_TOKENS = 48
+ANSWER_TOKENS = 24
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,17 @@ def synthesize(
 def _candidate(chunk: Chunk, generator: Any, checker: Checker, corpus: Path | None) -> dict:
     lang = prompts.language(chunk.text)
     reply = generator.invoke(
-        prompts.question_prompt(chunk.text, lang), max_new_tokens=MAX_NEW_TOKENS
+        prompts.question_prompt(chunk.text, lang), max_new_tokens=QUESTION_TOKENS
     ).text
-    pair = prompts.parse(reply)
+    question = prompts.parse_question(reply)
+    pair = None
+    if question is not None:
+        answered = generator.invoke(
+            prompts.answer_prompt(chunk.text, question, lang), max_new_tokens=ANSWER_TOKENS
+        ).text
+        reply += "\n---\n" + answered
+        answer = prompts.parse_answer(answered)
+        pair = prompts.Pair(question, answer) if answer else None
     verdict = checker.check(pair, chunk.text, lang)
     return {
         "chunk_id": chunk.id,
