@@ -362,7 +362,9 @@ def tune(
 @app.command()
 @_one_line_errors
 def synth(
-    source: Annotated[str, typer.Argument(help="A folder of documents, or an index (--store).")],
+    source: Annotated[
+        str, typer.Argument(help="A folder of documents, or an index folder or chroma URL.")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the suite.")],
     n: Annotated[int, typer.Option("--n", help="Questions to keep.")] = 100,
     pipeline: PipelineOpt = "naive",
