@@ -228,6 +228,7 @@ def test_a_tune_sweep_reads_the_written_suite(tmp_path, bundled_chunks):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the local model writes a question in seconds on an idle CPU
 def test_synth_then_tune_end_to_end_with_the_local_model(tmp_path):
     """The commands a user runs: `ragkit synth` on the bundled corpus with the packaged model,
     then `ragkit tune` on the suite it wrote, answering the shortlist with the same model."""
