@@ -314,5 +314,102 @@ def serve(
     )
 
 
+@app.command()
+@_one_line_errors
+def tune(
+    space: Annotated[Path, typer.Option("--space", help="YAML: spec keys and values to try.")],
+    suite: Annotated[
+        str, typer.Option("--suite", help="'bundled', 'crud-rag' (needs --data), or a suite.")
+    ] = "bundled",
+    pipeline: Annotated[
+        str | None, typer.Option("--pipeline", "-p", help="Base pipeline (default: naive).")
+    ] = None,
+    metric: Annotated[str, typer.Option("--metric", help="Score that picks the winner.")] = (
+        "recall@5"
+    ),
+    budget: Annotated[
+        int | None, typer.Option("--budget", help="At most N variants, the base included.")
+    ] = None,
+    shortlist: Annotated[
+        int, typer.Option("--shortlist", help="Best N by retrieval also answered (0: auto).")
+    ] = 0,
+    holdout: Annotated[float, typer.Option("--holdout", help="Share held back.")] = 0.3,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split and budget.")] = 0,
+    compare: Annotated[
+        list[str] | None, typer.Option("--compare", help="Named pipelines shown alongside.")
+    ] = None,
+    runs: Annotated[Path, typer.Option("--runs", help="Folder for run folders.")] = Path("runs"),
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Exact run folder.")] = None,
+    store: StoreOpt = None,
+    data: Annotated[Path | None, typer.Option("--data", help="CRUD-RAG data folder.")] = None,
+    articles: Annotated[int, typer.Option("--articles", help="CRUD-RAG articles to index.")] = 3000,
+) -> None:
+    """Try pipeline settings on a suite; resumable; leaderboard, Pareto plot, winner YAML."""
+    from ragkit.tune.run import tune as run_tune
+    from ragkit.tune.sweep import TuneOptions
+
+    result = run_tune(
+        suite,
+        space,
+        pipeline=pipeline,
+        options=TuneOptions(
+            metric=metric, holdout=holdout, seed=seed, budget=budget, shortlist=shortlist
+        ),
+        compare=compare or (),
+        runs=runs,
+        run_dir=run_dir,
+        store_location=store,
+        data=data,
+        articles=articles,
+        progress=sys.stderr.isatty(),
+    )
+    typer.echo(result.report)
+    typer.echo(f"run folder: {result.run_dir}")
+    typer.echo(f"winner: {result.winner_path} (ragkit query -p {result.winner_path} ...)")
+
+
+@app.command()
+@_one_line_errors
+def synth(
+    source: Annotated[
+        str, typer.Argument(help="A folder of documents, or an index folder or chroma URL.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the suite.")],
+    n: Annotated[int, typer.Option("--n", help="Questions to keep.")] = 100,
+    pipeline: PipelineOpt = "naive",
+    collection: CollectionOpt = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="OpenAI-compatible server writing the questions.")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model name at --url.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the chunk order.")] = 0,
+    max_candidates: Annotated[
+        int | None, typer.Option("--max-candidates", help="Stop after trying this many.")
+    ] = None,
+) -> None:
+    """Write a question-answer suite from documents; resumable; reports what each check dropped."""
+    from ragkit.spec import load_spec
+    from ragkit.synth.run import synth as run_synth
+    from ragkit.synth.run import with_server
+
+    spec = with_server(load_spec(pipeline), url, model)
+    result = run_synth(
+        source,
+        out,
+        spec=spec,
+        n=n,
+        seed=seed,
+        collection=collection,
+        max_candidates=max_candidates,
+        progress=sys.stderr.isatty(),
+    )
+    dropped = ", ".join(f"{k} {v}" for k, v in result.dropped.items() if v) or "none"
+    typer.echo(
+        f"{result.out_dir}: {result.kept} questions kept of {result.candidates} candidates "
+        f"({result.generated} written this run); dropped: {dropped}"
+    )
+    typer.echo(f"evaluate: ragkit eval --suite {result.out_dir}")
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,1 @@
+"""Write an evaluation suite from a corpus; see `ragkit.synth.run.synth`."""

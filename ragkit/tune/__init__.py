@@ -1,0 +1,1 @@
+"""Search a space of pipeline settings on a suite; see `ragkit.tune.run.tune`."""

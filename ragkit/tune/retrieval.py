@@ -1,0 +1,82 @@
+"""Retrieval for a sweep: which variants can share one search, the search itself, and the
+retrieval-only scores that rank variants before any answer is generated."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ragkit.eval import metrics
+from ragkit.eval.scoring import retrieved_gold_ids
+from ragkit.eval.tasks import EvalItem
+from ragkit.spec import PipelineSpec
+from ragkit.types import Answer, Chunk, Retrieved
+
+# Scores computed from the ranked chunks alone, no generation; `answer_*` count a hit when a
+# reference answer string occurs in the chunk, the others when the chunk's document is gold.
+RETRIEVAL_METRICS = (
+    "recall@1",
+    "recall@5",
+    "mrr@10",
+    "answer_recall@1",
+    "answer_recall@5",
+    "answer_mrr@10",
+)
+# Stages that call the generator while retrieving; only then do generator settings matter here.
+_MODEL_REWRITES = {"rewrite", "multi-query", "hyde", "standalone"}
+
+
+def chunking_key(spec: PipelineSpec) -> str:
+    """Variants with equal keys read one index."""
+    return json.dumps([spec.embedder.model_dump(), spec.chunker.model_dump()], sort_keys=True)
+
+
+def retrieval_key(spec: PipelineSpec) -> str:
+    """Variants with equal keys rank chunks identically up to their own `top_k`, so one search
+    at the largest `top_k` serves them all."""
+    body = spec.model_dump(
+        mode="json", exclude={"name", "description", "store", "prompt", "generator"}
+    )
+    body["retriever"].pop("top_k")
+    if uses_generator(spec):
+        body["generator"] = spec.generator.model_dump(mode="json")
+    return json.dumps(body, sort_keys=True)
+
+
+def uses_generator(spec: PipelineSpec) -> bool:
+    rewrites = spec.rewrite is not None and spec.rewrite.mode in _MODEL_REWRITES
+    judged = spec.rerank is not None and spec.rerank.kind == "llm-judge"
+    return rewrites or judged or spec.iterate is not None
+
+
+def needs_embeddings(spec: PipelineSpec) -> bool:
+    """Whether the variant searches stored vectors (a lexical-only variant does not)."""
+    return spec.retriever.kind != "bm25" or spec.rewrite is not None and spec.rewrite.mode == "hyde"
+
+
+def in_memory(rag: Any, chunks: Sequence[Chunk]) -> Any:
+    """The pipeline with its BM25 retriever over `chunks` instead of a store, so lexical
+    variants need no embedding pass."""
+    from ragkit.retrieval.bm25 import BM25Retriever
+
+    lexical = BM25Retriever.from_chunks(
+        chunks, top_k=rag.retriever.top_k, terms=rag.retriever.terms
+    )
+    return rag.model_copy(update={"retriever": lexical})
+
+
+def item_retrieval_scores(item: EvalItem, hits: Sequence[Retrieved]) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    if item.gold_sources:
+        ids = retrieved_gold_ids(Answer(text="", retrieved=tuple(hits)), item.gold_sources)
+        gold = list(item.gold_sources)
+        scores["recall@1"] = metrics.recall_at_k(ids, gold, 1)
+        scores["recall@5"] = metrics.recall_at_k(ids, gold, 5)
+        scores["mrr@10"] = metrics.mrr(ids, gold, k=10)
+    refs = list(item.references or (item.reference,))
+    rank = metrics.answer_rank([h.chunk.text for h in hits[:10]], refs)
+    scores["answer_recall@1"] = float(rank is not None and rank <= 1)
+    scores["answer_recall@5"] = float(rank is not None and rank <= 5)
+    scores["answer_mrr@10"] = 0.0 if rank is None else 1.0 / rank
+    return scores
