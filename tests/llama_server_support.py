@@ -41,7 +41,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def llama_server(
-    log_dir: Path, parallel: int = 4, ctx_per_slot: int = 4096, threads: int = 2
+    log_dir: Path, parallel: int = 4, ctx_per_slot: int = 4096, threads: int = 1
 ) -> Iterator[str]:
     """Starts llama-server on a free port; yields its base URL, stops it on exit."""
     binary = llama_server_binary()

@@ -19,8 +19,8 @@ from ragkit.serve.background import BackgroundServer
 
 SPEC = """\
 name: passthrough
-retriever: {{kind: dense, top_k: 2}}
-generator: {{kind: openai, base_url: "{url}", model: packaged, max_new_tokens: 24}}
+retriever: {{kind: dense, top_k: 1}}
+generator: {{kind: openai, base_url: "{url}", model: packaged, max_new_tokens: 8}}
 """
 
 
@@ -71,7 +71,7 @@ def questions(repo_root: Path, n: int) -> list[str]:
     return [json.loads(line)["question"] for line in lines[:n]]
 
 
-def ask(question: str, max_tokens: int = 24, stream: bool = True) -> dict:
+def ask(question: str, max_tokens: int = 8, stream: bool = True) -> dict:
     return {
         "model": "passthrough",
         "messages": [{"role": "user", "content": question}],
@@ -160,7 +160,7 @@ def test_queue_full_only_beyond_concurrency_plus_queue(rag):
         results: list[httpx.Response] = []
 
         def post() -> None:
-            body = ask("Describe Varrow Point in detail.", max_tokens=64, stream=False)
+            body = ask("Describe Varrow Point in detail.", max_tokens=16, stream=False)
             results.append(httpx.post(server.url + "/v1/chat/completions", json=body, timeout=600))
 
         threads = [threading.Thread(target=post) for _ in range(4)]

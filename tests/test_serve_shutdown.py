@@ -20,8 +20,8 @@ from llama_server_support import free_port, llama_server
 
 SPEC = """\
 name: passthrough
-retriever: {{kind: dense, top_k: 2}}
-generator: {{kind: openai, base_url: "{url}", model: packaged, max_new_tokens: 24}}
+retriever: {{kind: dense, top_k: 1}}
+generator: {{kind: openai, base_url: "{url}", model: packaged, max_new_tokens: 8}}
 """
 
 
