@@ -45,7 +45,8 @@ name: passthrough
 chunker: {{chunk_tokens: 48, overlap_tokens: 8}}
 retriever: {{kind: dense, top_k: 1}}
 prompt: {{system: "Answer from the passage in a few words."}}
-generator: {{kind: openai, base_url: "{url}", model: packaged, max_new_tokens: {tokens}}}
+generator:
+  {{kind: openai, base_url: "{url}", model: packaged, max_new_tokens: {tokens}, timeout_s: 900}}
 """
 
 
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--parallel", type=int, default=8, help="llama-server slots")
     parser.add_argument("--threads", type=int, default=1, help="llama-server threads")
+    parser.add_argument("--questions", type=int, default=8, help="distinct questions used")
     parser.add_argument("--baseline-tree", help="another source tree to measure the same way")
     args = parser.parse_args(argv)
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     questions = [
         json.loads(line)["question"]
         for line in (REPO / "evals" / "bundled" / "questions.jsonl").read_text().splitlines()
-    ]
+    ][: args.questions]
     work = Path(tempfile.mkdtemp(prefix="ragkit-serve-load-"))
     port = free_port()
     backend = f"http://127.0.0.1:{port}"

@@ -19,8 +19,10 @@ from ragkit.serve.background import BackgroundServer
 
 SPEC = """\
 name: passthrough
+chunker: {{chunk_tokens: 48, overlap_tokens: 8}}
 retriever: {{kind: dense, top_k: 1}}
-generator: {{kind: openai, base_url: "{url}", model: packaged, max_new_tokens: 8}}
+prompt: {{system: "Answer from the passage in a few words."}}
+generator: {{kind: openai, base_url: "{url}", model: packaged, max_new_tokens: 8, timeout_s: 900}}
 """
 
 
