@@ -83,5 +83,5 @@ def llama_server(
 
 def busy_slots(url: str) -> int:
     """How many of the server's slots are decoding a request now."""
-    slots = httpx.get(f"{url}/slots", timeout=5).json()
+    slots = httpx.get(f"{url}/slots", timeout=30).json()
     return sum(1 for slot in slots if slot.get("is_processing"))
