@@ -81,6 +81,12 @@ class VLLMGenerator(Generator):
             self._llm = self._loop.run(start())
         return self._llm
 
+    def reset_prefix_cache(self) -> None:
+        """Forgets every cached prompt prefix (for measurements that start cold)."""
+        result = self.engine().reset_prefix_cache()
+        if inspect.isawaitable(result):  # async on the async engine
+            self._loop.run(result)  # type: ignore[union-attr]
+
     def _chat_tokenizer(self) -> Any:
         if self._tokenizer is None:
             tokenizer = self.engine().get_tokenizer()
