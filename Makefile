@@ -22,8 +22,11 @@ $(VENV)/.core: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[eval]'
 	touch $@
 
+# The tests' batching OpenAI-compatible server: llama.cpp's llama-server, built from the sources
+# of the installed llama-cpp-python (cached in the venv; a rebuild is a no-op).
 $(VENV)/.dev: $(VENV)/.core
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet -e '.[all]'
+	LLAMA_CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" scripts/build_llama_server.sh $(VENV)
 	touch $@
 
 install: $(VENV)/.core

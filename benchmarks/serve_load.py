@@ -1,216 +1,269 @@
-"""Load test of `ragkit serve`: many concurrent streaming clients against one server.
+"""Pass-through throughput of `ragkit serve` in front of a batching model server.
 
-Starts a server on 127.0.0.1 over an index of the bundled corpus (or connects to `--url`), runs a
-short unloaded baseline, then `--clients` concurrent clients × `--requests` streamed chat
-completions each with httpx. Prints throughput, p50/p95 latency and time to first token (also as
-ratios to the unloaded baseline), counts by status with refusals (503) apart, and checks that
-every accepted request got a complete answer (text, sources, usage, `[DONE]`).
+Starts llama.cpp's `llama-server` (built by scripts/build_llama_server.sh) with the packaged GGUF
+model and `--parallel` slots, indexes the bundled corpus, and runs the same load three ways:
 
-New requests stop after `--deadline` seconds; those in flight finish, so the run ends by itself.
+- direct: the model server itself, sent the exact prompts the pipeline builds (retrieved
+  passages included), streamed;
+- ragkit: `ragkit serve` (a real process) over a pipeline whose generator is that server;
+- baseline (with `--baseline-tree`): `ragkit serve` from another source tree, same spec.
 
-    python benchmarks/serve_load.py                      # self-hosted, 32 x 4, max_tokens 8
-    python benchmarks/serve_load.py --url http://127.0.0.1:8000 --api-key KEY --model naive
+Every distinct prompt is sent once before the timed runs, so all runs meet the model server's
+prompt cache in the same state and measure what the server in front adds.
+
+Each is `--clients` concurrent clients x `--requests` streamed requests. Printed per run:
+completed requests/s, p50/p95 latency, errors (anything but a complete answer), and ratios of
+ragkit's requests/s to the direct run's in the same process.
+
+    python benchmarks/serve_load.py [--clients 32] [--requests 4] [--baseline-tree DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import importlib.metadata
 import json
 import os
-import statistics
+import socket
+import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from contextlib import ExitStack
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-QUESTIONS = (
-    "Who founded Varrow Point?",
-    "When did the Brinewell Desalination Plant open?",
-    "How many members does the town council have?",
-    "What does the Saltreach Fishermen's Cooperative land?",
-)
+# Short passages and instructions keep prompts small: the run measures the server's overhead
+# on a shared CPU, not the model's prefill speed.
+SPEC = """\
+name: passthrough
+chunker: {{chunk_tokens: 48, overlap_tokens: 8}}
+retriever: {{kind: dense, top_k: 1}}
+prompt: {{system: "Answer from the passage in a few words."}}
+generator:
+  {{kind: openai, base_url: "{url}", model: packaged, max_new_tokens: {tokens}, timeout_s: 900}}
+"""
 
 
 @dataclass
-class Outcome:
-    status: int
-    latency_s: float
-    ttft_s: float | None = None
-    complete: bool = False
-    problem: str = ""
+class Run:
+    name: str
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def rps(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
-async def one_request(client: httpx.AsyncClient, args: argparse.Namespace, n: int) -> Outcome:
-    body = {
-        "model": args.model,
-        "messages": [{"role": "user", "content": QUESTIONS[n % len(QUESTIONS)]}],
-        "max_tokens": args.max_tokens,
-        "stream": True,
-    }
-    started = time.perf_counter()
+def wait_healthy(url: str, process: subprocess.Popen, what: str, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None:
+            raise SystemExit(f"{what} exited with {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not become healthy within {timeout_s} s")
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def started(command: list[str], url: str, what: str, log: Path, env=None) -> Iterator[str]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        wait_healthy(url, process, what)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def llama_server_binary() -> Path:
+    configured = os.environ.get("RAGKIT_LLAMA_SERVER")
+    version = importlib.metadata.version("llama-cpp-python")
+    path = Path(configured or Path(sys.prefix) / "llama-server" / version / "llama-server")
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run scripts/build_llama_server.sh {sys.prefix}")
+    return path
+
+
+async def one(client: httpx.AsyncClient, path: str, body: dict, run: Run, sources: bool) -> None:
+    began = time.perf_counter()
+    try:
+        async with client.stream("POST", path, json=body) as response:
             if response.status_code != 200:
                 await response.aread()
-                return Outcome(response.status_code, time.perf_counter() - started)
-            ttft, text, final, done = None, "", None, False
+                run.errors.append(f"HTTP {response.status_code}")
+                return
+            text, done, final = "", False, None
             async for line in response.aiter_lines():
                 if not line.startswith("data: "):
                     continue
-                data = line[6:]
-                if data == "[DONE]":
+                if line == "data: [DONE]":
                     done = True
                     break
-                chunk = json.loads(data)
+                chunk = json.loads(line[6:])
                 if "error" in chunk:
-                    return Outcome(200, time.perf_counter() - started, ttft, False, str(chunk))
-                delta = chunk["choices"][0]["delta"]
-                if delta.get("content"):
-                    ttft = ttft if ttft is not None else time.perf_counter() - started
-                    text += delta["content"]
-                if chunk["choices"][0].get("finish_reason"):
-                    final = chunk
-            latency = time.perf_counter() - started
-            problems = [
-                name
-                for name, ok in (
-                    ("no text", text.strip()),
-                    ("no [DONE]", done),
-                    ("no final chunk", final),
-                    ("no sources", final and final["choices"][0]["delta"].get("sources")),
-                    ("no usage", final and final.get("usage")),
-                )
-                if not ok
-            ]
-            return Outcome(200, latency, ttft, not problems, ", ".join(problems))
+                    run.errors.append(str(chunk["error"].get("code")))
+                    return
+                choices = chunk.get("choices") or [{}]
+                text += (choices[0].get("delta") or {}).get("content") or ""
+                final = chunk
+        complete = done and text.strip()
+        if sources:
+            complete = complete and final and final["choices"][0]["delta"].get("sources")
+        if not complete:
+            run.errors.append("incomplete answer")
+            return
+        run.latencies.append(time.perf_counter() - began)
     except httpx.HTTPError as exc:
-        return Outcome(0, time.perf_counter() - started, problem=f"{type(exc).__name__}: {exc}")
+        run.errors.append(type(exc).__name__)
 
 
-async def load(args: argparse.Namespace, url: str) -> tuple[list[Outcome], float, list[Outcome]]:
-    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+async def load(url: str, path: str, bodies: list[dict], args, run: Run, sources: bool) -> Run:
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
-    timeout = httpx.Timeout(args.timeout, connect=30)
-    async with httpx.AsyncClient(
-        base_url=url, headers=headers, limits=limits, timeout=timeout
-    ) as client:
-        await one_request(client, args, 0)  # warm-up: loads models, fills caches
-        baseline = [await one_request(client, args, i) for i in range(args.baseline)]
-        stop_at = time.perf_counter() + args.deadline
-        outcomes: list[Outcome] = []
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as client:
+        await one(client, path, bodies[0], Run("warm-up"), sources)
 
         async def user(u: int) -> None:
             for r in range(args.requests):
-                if time.perf_counter() > stop_at:
-                    return
-                outcomes.append(await one_request(client, args, u * args.requests + r))
+                await one(client, path, bodies[(u * args.requests + r) % len(bodies)], run, sources)
 
-        started = time.perf_counter()
+        began = time.perf_counter()
         await asyncio.gather(*(user(u) for u in range(args.clients)))
-        return outcomes, time.perf_counter() - started, baseline
+        run.seconds = time.perf_counter() - began
+    return run
 
 
-def self_hosted(args: argparse.Namespace, stack: ExitStack) -> str:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-    from ragkit import build
-    from ragkit.serve.app import ServeSettings, create_app
-    from ragkit.serve.background import BackgroundServer
-    from ragkit.spec import load_spec
-
-    store = args.store
-    if store is None:
-        store = stack.enter_context(tempfile.TemporaryDirectory(prefix="ragkit-load-"))
-    spec = load_spec(args.pipeline).with_store(store, args.collection)
-    if args.store is None:
-        build.ingestor(spec).ingest([str(REPO / "evals" / "bundled" / "corpus")], progress=False)
-    rag = build.pipeline(spec)
-    args.model = rag.pipeline_name
-    settings = ServeSettings(api_key=args.api_key, max_queue=args.max_queue)
-    server = stack.enter_context(BackgroundServer(create_app([rag], settings)))
-    return server.url
+async def warm(url: str, bodies: list[dict]) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+        for body in bodies:
+            await one(client, "/v1/chat/completions", body, Run("warm-up"), False)
 
 
-def report(outcomes: list[Outcome], seconds: float, baseline: list[Outcome]) -> bool:
-    statuses = Counter(o.status for o in outcomes)
-    accepted = [o for o in outcomes if o.status == 200]
-    complete = [o for o in accepted if o.complete]
-    lat = [o.latency_s for o in complete]
-    ttft = [o.ttft_s for o in complete if o.ttft_s is not None]
-    base_lat = statistics.median(o.latency_s for o in baseline) if baseline else float("nan")
-    base_ttft = statistics.median(o.ttft_s or 0.0 for o in baseline) if baseline else float("nan")
-    print(
-        f"unloaded baseline ({len(baseline)} sequential): latency {base_lat:.2f}s, "
-        f"TTFT {base_ttft:.2f}s"
-    )
-    print(
-        f"load: {len(outcomes)} requests in {seconds:.1f}s = {len(outcomes) / seconds:.2f} req/s; "
-        f"{len(complete)} answered = {len(complete) / seconds:.3f} answers/s"
-    )
-    print("status counts: " + ", ".join(f"{s}: {n}" for s, n in sorted(statuses.items())))
-    print(f"refused as busy (503): {statuses.get(503, 0)}")
-    if lat:
-        print(
-            f"latency p50 {percentile(lat, 0.5):.2f}s ({percentile(lat, 0.5) / base_lat:.1f}x "
-            f"baseline), p95 {percentile(lat, 0.95):.2f}s "
-            f"({percentile(lat, 0.95) / base_lat:.1f}x)"
-        )
-    if ttft:
-        print(
-            f"TTFT p50 {percentile(ttft, 0.5):.2f}s ({percentile(ttft, 0.5) / base_ttft:.1f}x "
-            f"baseline), p95 {percentile(ttft, 0.95):.2f}s"
-        )
-    incomplete = [o for o in accepted if not o.complete]
-    failed = [o for o in outcomes if o.status not in (200, 503)]
-    for o in incomplete[:5] + failed[:5]:
-        print(f"  problem: status {o.status}: {o.problem}")
-    ok = not incomplete and not failed and all(o.complete for o in baseline)
-    print(f"every accepted request got a complete answer: {'yes' if not incomplete else 'NO'}")
-    return ok
+def serve_command(spec: Path, store: str, port: int, extra: list[str]) -> list[str]:
+    return [
+        sys.executable, "-m", "ragkit.cli", "serve", "--pipeline", str(spec), "--store", store,
+        "--port", str(port), *extra,
+    ]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", help="an already running server; default: start one here")
-    parser.add_argument("--api-key", default=None)
-    parser.add_argument("--model", default="naive", help="pipeline name on --url")
-    parser.add_argument("--pipeline", default="naive", help="pipeline to host when self-hosting")
-    parser.add_argument("--store", default=None, help="index to serve (default: bundled corpus)")
-    parser.add_argument("--collection", default=None)
-    parser.add_argument("--max-queue", type=int, default=8)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=4, help="requests per client")
     parser.add_argument("--max-tokens", type=int, default=8)
-    parser.add_argument("--baseline", type=int, default=2, help="sequential unloaded requests")
-    parser.add_argument("--deadline", type=float, default=300.0, help="no new requests after")
-    parser.add_argument("--timeout", type=float, default=600.0, help="per request, seconds")
+    parser.add_argument("--parallel", type=int, default=8, help="llama-server slots")
+    parser.add_argument("--threads", type=int, default=1, help="llama-server threads")
+    parser.add_argument("--questions", type=int, default=8, help="distinct questions used")
+    parser.add_argument("--baseline-tree", help="another source tree to measure the same way")
     args = parser.parse_args(argv)
-    for name in ("clients", "requests", "max_tokens"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be > 0")
-    with ExitStack() as stack:
-        url = args.url or self_hosted(args, stack)
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ.setdefault(key, "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    from ragkit import build
+    from ragkit.models import packaged_gguf
+    from ragkit.spec import load_spec
+
+    questions = [
+        json.loads(line)["question"]
+        for line in (REPO / "evals" / "bundled" / "questions.jsonl").read_text().splitlines()
+    ][: args.questions]
+    work = Path(tempfile.mkdtemp(prefix="ragkit-serve-load-"))
+    port = free_port()
+    backend = f"http://127.0.0.1:{port}"
+    llama = [
+        str(llama_server_binary()), "--model", str(packaged_gguf()), "--host", "127.0.0.1",
+        "--port", str(port), "--parallel", str(args.parallel),
+        "--ctx-size", str(args.parallel * 2048), "--threads", str(args.threads),
+    ]  # fmt: skip
+    with started(llama, backend, "llama-server", work / "llama.log"):
+        spec_file = work / "passthrough.yaml"
+        spec_file.write_text(SPEC.format(url=backend, tokens=args.max_tokens))
+        store = str(work / "idx")
+        spec = load_spec(spec_file).with_store(store)
+        build.ingestor(spec).ingest([str(REPO / "evals" / "bundled" / "corpus")], progress=False)
+        rag = build.pipeline(spec)
+        hits = rag.retrieve([rag_query(q) for q in questions])
+        direct_bodies = [
+            {
+                "model": "packaged",
+                "messages": rag.prompt_for(rag_query(q), h).messages(),
+                "max_tokens": args.max_tokens,
+                "temperature": 0.0,
+                "stream": True,
+            }
+            for q, h in zip(questions, hits, strict=True)
+        ]
+        served_bodies = [
+            {
+                "model": "passthrough",
+                "messages": [{"role": "user", "content": q}],
+                "max_tokens": args.max_tokens,
+                "stream": True,
+            }
+            for q in questions
+        ]
         print(
-            f"server {url}, model {args.model}: {args.clients} clients x {args.requests} "
-            f"requests, max_tokens {args.max_tokens}"
+            f"{args.clients} clients x {args.requests} streamed requests, max_tokens "
+            f"{args.max_tokens}; llama-server --parallel {args.parallel} --threads {args.threads}"
         )
-        outcomes, seconds, baseline = asyncio.run(load(args, url))
-        return 0 if report(outcomes, seconds, baseline) else 1
+        # Every distinct prompt once, untimed: each run then finds them in the server's prompt
+        # cache alike, whatever order the runs come in.
+        asyncio.run(warm(backend, direct_bodies))
+        runs = [asyncio.run(load(backend, "/v1/chat/completions", direct_bodies, args,
+                                 Run("direct"), False))]  # fmt: skip
+        trees = [("ragkit serve", str(REPO))]
+        if args.baseline_tree:
+            trees.append(("baseline ragkit serve", args.baseline_tree))
+        for name, tree in trees:
+            serve_port = free_port()
+            url = f"http://127.0.0.1:{serve_port}"
+            env = {**os.environ, "PYTHONPATH": tree}
+            command = serve_command(spec_file, store, serve_port, [])
+            with started(command, url, name, work / f"{name.replace(' ', '-')}.log", env):
+                runs.append(asyncio.run(load(url, "/v1/chat/completions", served_bodies, args,
+                                             Run(name), True)))  # fmt: skip
+    direct = runs[0]
+    print(f"{'run':<24}{'req/s':>8}{'ratio':>8}{'p50 s':>8}{'p95 s':>8}{'errors':>8}")
+    for run in runs:
+        ratio = run.rps() / direct.rps() if direct.rps() else 0.0
+        print(
+            f"{run.name:<24}{run.rps():>8.2f}{ratio:>8.2f}{run.pct(0.5):>8.2f}"
+            f"{run.pct(0.95):>8.2f}{len(run.errors):>8}"
+        )
+        if run.errors:
+            kinds = sorted(set(run.errors))
+            print(f"  errors: {', '.join(f'{k} x{run.errors.count(k)}' for k in kinds)}")
+    return 0 if not runs[1].errors and runs[1].rps() >= 0.9 * direct.rps() else 1
+
+
+def rag_query(question: str):
+    from ragkit.types import Query
+
+    return Query(question)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def main() -> None:
         )
 
     def reset_cache(generator: Any) -> None:
-        generator.engine().reset_prefix_cache()
+        generator.reset_prefix_cache()
 
     kv_append.main(
         rest,

@@ -38,6 +38,7 @@ def _store(spec: StoreSpec, embedding_model: str) -> Any:
 
 @cache
 def _generator(spec: GeneratorSpec) -> Any:
+    concurrency = {} if spec.max_concurrency is None else {"max_concurrency": spec.max_concurrency}
     if spec.kind == "local":
         from ragkit.generation.local import LocalGenerator
 
@@ -46,6 +47,7 @@ def _generator(spec: GeneratorSpec) -> Any:
             max_new_tokens=spec.max_new_tokens,
             temperature=spec.temperature,
             prefix_cache_bytes=spec.prefix_cache_mb * 2**20,
+            **concurrency,
         )
     if spec.kind == "openai":
         if not spec.base_url:
@@ -59,13 +61,17 @@ def _generator(spec: GeneratorSpec) -> Any:
             timeout_s=spec.timeout_s,
             max_new_tokens=spec.max_new_tokens,
             temperature=spec.temperature,
+            **concurrency,
         )
     from ragkit.generation.vllm import VLLMGenerator
 
     if not spec.model:
         raise ConfigError("generator.model: required when generator.kind is 'vllm'")
     return VLLMGenerator(
-        model=spec.model, max_new_tokens=spec.max_new_tokens, temperature=spec.temperature
+        model=spec.model,
+        max_new_tokens=spec.max_new_tokens,
+        temperature=spec.temperature,
+        **concurrency,
     )
 
 

@@ -298,6 +298,21 @@ def serve(
     max_tokens: Annotated[
         int, typer.Option("--max-tokens", help="Upper bound on max_tokens.")
     ] = 1024,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrency",
+            help="Requests generating at once per model (default: the generator's own).",
+        ),
+    ] = None,
+    max_prompt_tokens: Annotated[
+        int,
+        typer.Option("--max-prompt-tokens", help="Longest question plus history, in tokens."),
+    ] = 4096,
+    shutdown_grace: Annotated[
+        float,
+        typer.Option("--shutdown-grace", help="Seconds running requests get after SIGTERM."),
+    ] = 10.0,
 ) -> None:
     """Serve pipelines as an OpenAI-compatible chat endpoint with a chat page at /."""
     from ragkit.serve.command import serve as run_server
@@ -310,7 +325,10 @@ def serve(
         store=store,
         collection=collection,
         max_queue=max_queue,
+        max_concurrency=max_concurrency,
         max_tokens=max_tokens,
+        max_prompt_tokens=max_prompt_tokens,
+        shutdown_grace_s=shutdown_grace,
     )
 
 

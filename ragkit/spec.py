@@ -64,6 +64,8 @@ class GeneratorSpec(_Spec):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     timeout_s: float = Field(120.0, gt=0)
     prefix_cache_mb: int = Field(512, ge=0)
+    # Requests served at once; unset, the backend's own default (a model server takes many).
+    max_concurrency: int | None = Field(None, gt=0, le=10_000)
 
 
 class PromptSpec(_Spec):

@@ -336,3 +336,26 @@ def test_chat_page_is_served(server):
     assert page.status_code == 200 and 'id="question"' in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert httpx.get(server.url + "/static/chat.js").status_code == 200
+
+
+@pytest.mark.slow
+def test_prompts_are_counted_with_the_generator_tokenizer(local_generator):
+    from ragkit.generation.openai_compat import OpenAICompatibleGenerator
+    from ragkit.serve.limits import approximate_tokens, token_counter
+
+    count = token_counter(local_generator)
+    assert count("hello world") == 2  # Qwen's tokenizer: "hello", " world"
+    assert approximate_tokens("hello world") == 3
+    remote = OpenAICompatibleGenerator(base_url="http://127.0.0.1:9", model="x")
+    assert token_counter(remote)("瓦罗角" * 4) == approximate_tokens("瓦罗角" * 4) == 9
+
+
+def test_metrics_have_in_flight_and_queued_gauges(server):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server.url + "/metrics", headers=AUTH).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("ragkit_requests_in_flight", "ragkit_requests_queued", "ragkit_max_concurrency"):
+        assert families[name].type == "gauge"
+        assert families[name].samples[0].labels == {"generator": "naive"}
+    assert families["ragkit_max_concurrency"].samples[0].value >= 1

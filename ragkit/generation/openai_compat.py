@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from pydantic import PrivateAttr, field_validator
 
 from ragkit.errors import ModelServerError
 from ragkit.generation.base import GenerationParams, Generator, StopScanner, build_usage
+from ragkit.generation.cancel import cancelled
 from ragkit.types import Answer, AnswerChunk, Prompt
 
 _RETRYABLE = (httpx.TransportError,)  # connect errors, timeouts, dropped connections
@@ -29,6 +31,10 @@ class OpenAICompatibleGenerator(Generator):
 
     `model=None` asks the server's `/v1/models` and uses the first id. Non-streaming calls
     cannot see the first token arrive, so their time to first token equals the total time.
+
+    Model servers batch concurrent requests, so one instance is shared by many threads (a
+    server's requests, `batch`): `max_concurrency` sizes both what a server lets through at once
+    and the connection pool.
     """
 
     base_url: str
@@ -37,10 +43,11 @@ class OpenAICompatibleGenerator(Generator):
     timeout_s: float = 60.0
     max_retries: int = 2
     backoff_s: float = 0.25
-    max_concurrency: int = 4
+    max_concurrency: int = 64
 
     _client: httpx.Client | None = PrivateAttr(default=None)
     _model_id: str | None = PrivateAttr(default=None)
+    _client_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, base_url: str | None = None, **kwargs: Any) -> None:
         if base_url is not None:
@@ -81,10 +88,19 @@ class OpenAICompatibleGenerator(Generator):
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
+    def _limits(self) -> httpx.Limits:
+        return httpx.Limits(
+            max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+        )
+
     def _sync_client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout_s, headers=self._headers())
-        return self._client
+        """One pooled client for every thread (httpx clients are thread-safe)."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    timeout=self.timeout_s, headers=self._headers(), limits=self._limits()
+                )
+            return self._client
 
     def _async_client(self) -> httpx.AsyncClient:
         """A fresh client per call: an AsyncClient's pool belongs to one event loop."""
@@ -194,7 +210,7 @@ class OpenAICompatibleGenerator(Generator):
                 delta = reader.feed(line)
                 if delta:
                     yield AnswerChunk(delta)
-                if reader.done:
+                if reader.done or cancelled():
                     break
         except httpx.TransportError as exc:
             raise _unreachable(self.base_url, exc, 0) from exc

@@ -2,47 +2,47 @@
 `/v1/models`, `/health`, `/metrics` and a chat page at `/`.
 
 Each request runs the same pipeline object the CLI and notebooks use (`pipeline.stream`), in a
-worker thread, one generation at a time per generator; see `ragkit.serve.worker`.
+worker thread; as many run at once per generator as it declares (`max_concurrency`, a batching
+model server takes many), so their retrieval, reranking and generation overlap. See
+`ragkit.serve.worker`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ragkit.errors import ConfigError, InputError, ModelServerError
-from ragkit.prompting import PromptAssembler
-from ragkit.serve.metrics import ServerMetrics
+from ragkit.errors import ConfigError
+from ragkit.serve.completion import CompletionRun, sources
+from ragkit.serve.errors import (
+    APIError,
+    busy,
+    install_error_handlers,
+    shutting_down,
+)
+from ragkit.serve.limits import check_prompt_tokens, check_unicode, token_counter
+from ragkit.serve.metrics import CONTENT_TYPE, ServerMetrics
 from ragkit.serve.middleware import GuardMiddleware, MetricsMiddleware
 from ragkit.serve.schemas import (
-    ChatCompletion,
-    ChatCompletionChunk,
     ChatCompletionRequest,
     ChatMessage,
-    Choice,
-    ChunkChoice,
-    CompletionUsage,
-    Delta,
     ModelCard,
     ModelList,
-    PromptTokensDetails,
-    ResponseMessage,
-    Source,
-    error_body,
 )
-from ragkit.serve.worker import GenerationSlot, QueueFull, ThreadedStream
-from ragkit.types import Answer, Query
+from ragkit.serve.shutdown import Drain
+from ragkit.serve.sources import SourceNames
+from ragkit.serve.worker import GenerationGate, QueueFull, ShuttingDown, ThreadedStream
+from ragkit.types import Query
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE_HEADERS = {
@@ -51,37 +51,27 @@ PAGE_HEADERS = {
 }
 log = logging.getLogger("ragkit.serve")
 
+__all__ = ["APIError", "ServeSettings", "create_app", "sources", "to_query"]
+
 
 class ServeSettings(BaseModel):
-    """Limits and access control of the server; validated when built."""
+    """Limits and access control of the server; validated when built.
+
+    `max_concurrency`, when set, replaces every generator's own `max_concurrency`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     api_key: str | None = Field(None, min_length=1)
     max_queue: int = Field(8, ge=0, le=10_000)
+    max_concurrency: int | None = Field(None, gt=0, le=10_000)
     max_body_bytes: int = Field(1_000_000, gt=0)
     max_tokens_limit: int = Field(1024, gt=0)
+    max_prompt_tokens: int = Field(4096, gt=0)
     max_history_messages: int = Field(8, ge=0)
     snippet_chars: int = Field(300, gt=0)
     disconnect_poll_s: float = Field(0.25, gt=0)
-
-
-class APIError(Exception):
-    """An error answered in OpenAI's shape `{"error": {message, type, param, code}}`."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.message, self.type = status, message, type
-        self.param, self.code, self.headers = param, code, headers
+    shutdown_grace_s: float = Field(10.0, ge=0)
 
 
 def create_app(
@@ -98,23 +88,36 @@ def create_app(
         raise ConfigError("serve: give at least one pipeline")
     created = int(time.time())
     metrics = ServerMetrics()
-    slots: dict[int, GenerationSlot] = {}
+    drain = Drain(settings.shutdown_grace_s)
+    gates: dict[int, GenerationGate] = {}
     for name, rag in pipelines.items():
         key = id(rag.generator)
-        if key not in slots:
-            slots[key] = GenerationSlot(
+        if key not in gates:
+            capacity = settings.max_concurrency or getattr(rag.generator, "max_concurrency", 1)
+            gates[key] = GenerationGate(
+                capacity,
                 settings.max_queue,
-                lambda depth, name=name: metrics.set_gauge(
-                    "ragkit_queue_depth", depth, {"generator": name}
-                ),
+                lambda running, waiting, name=name: metrics.set_gate(name, running, waiting),
             )
-            metrics.set_gauge("ragkit_queue_depth", 0, {"generator": name})
+            metrics.set_gate(name, 0, 0)
+            metrics.set_gauge("ragkit_max_concurrency", capacity, {"generator": name})
+            drain.gates.append(gates[key])
+    names = {name: SourceNames.for_pipeline(rag) for name, rag in pipelines.items()}
+    counters: dict[int, Callable[[str], int]] = {}
 
-    app = FastAPI(title="ragkit", docs_url=None, redoc_url=None, openapi_url=None)
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        drain.bind_loop(asyncio.get_running_loop())
+        yield
+
+    app = FastAPI(
+        title="ragkit", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     app.state.metrics = metrics
     app.state.settings = settings
     app.state.pipelines = dict(pipelines)
-    _install_error_handlers(app)
+    app.state.drain = drain
+    install_error_handlers(app)
     app.add_middleware(
         GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes
     )
@@ -126,17 +129,19 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
+    async def health() -> Any:
+        body = {
+            "status": "shutting_down" if drain.draining else "ok",
             "models": sorted(pipelines),
-            "queue_depth": sum(s.waiting for s in slots.values()),
+            "queue_depth": sum(g.waiting for g in gates.values()),
+            "in_flight": sum(g.running for g in gates.values()),
             "auth": settings.api_key is not None,
         }
+        return JSONResponse(body, 503 if drain.draining else 200)
 
     @app.get("/metrics")
-    async def metrics_text() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+    async def metrics_text() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/models")
     async def models() -> ModelList:
@@ -151,6 +156,8 @@ def create_app(
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(body: ChatCompletionRequest, request: Request) -> Any:
         started = time.perf_counter()
+        if drain.draining:
+            raise shutting_down()
         rag = _pipeline(pipelines, body.model)
         limit = body.token_limit
         if limit is not None and limit > settings.max_tokens_limit:
@@ -163,19 +170,23 @@ def create_app(
                 param=param,
                 code="invalid_value",
             )
+        check_unicode(body)
         query = to_query(body.messages, settings.max_history_messages)
+        key = id(rag.generator)
+        if key not in counters:
+            counters[key] = await asyncio.to_thread(token_counter, rag.generator)
+        texts = [query.question] + [text for _, text in query.history]
+        await asyncio.to_thread(
+            check_prompt_tokens, texts, counters[key], settings.max_prompt_tokens
+        )
         bound = _bind_generation(rag, limit, body)
-        slot = slots[id(rag.generator)]
+        gate = gates[key]
         try:
-            await slot.acquire()
+            await gate.acquire()
         except QueueFull as exc:
-            raise APIError(
-                503,
-                f"the server is busy: {exc}; retry later",
-                type="server_error",
-                code="queue_full",
-                headers={"Retry-After": "1"},
-            ) from None
+            raise busy(exc) from None
+        except ShuttingDown:
+            raise shutting_down() from None
         metrics.add_gauge("ragkit_generations_in_progress", 1)
         metrics.inc(
             "ragkit_chat_requests_total", {"model": body.model, "stream": str(body.stream).lower()}
@@ -183,14 +194,18 @@ def create_app(
 
         def release() -> None:
             metrics.add_gauge("ragkit_generations_in_progress", -1)
-            slot.release()
+            gate.release()
 
         try:
             stream = ThreadedStream(lambda: bound.stream(query), release)
         except BaseException:
             release()
             raise
-        run = _Run(body, rag, stream, request, settings, metrics, started, limit)
+        run = CompletionRun(
+            body, rag, stream, request, settings, metrics, started, limit, names[body.model]
+        )
+        run.drain = drain
+        drain.running.add(run)
         if body.stream:
             return StreamingResponse(
                 run.events(),
@@ -216,159 +231,6 @@ def to_query(messages: Sequence[ChatMessage], max_history: int) -> Query:
         raise APIError(400, "the last user message is empty", param="messages")
     history = turns[:-1][-max_history:] if max_history else []
     return Query(turns[-1][1].strip(), history=tuple(history))
-
-
-class _Run:
-    """One accepted chat completion: turns the pipeline's stream into an HTTP response."""
-
-    def __init__(
-        self,
-        body: ChatCompletionRequest,
-        rag: Any,
-        stream: ThreadedStream,
-        request: Request,
-        settings: ServeSettings,
-        metrics: ServerMetrics,
-        started: float,
-        limit: int | None,
-    ) -> None:
-        self.body, self.rag, self.stream, self.request = body, rag, stream, request
-        self.settings, self.metrics, self.started = settings, metrics, started
-        if limit is None:
-            limit = getattr(rag.generator, "max_new_tokens", None)
-        self.limit = limit
-        self.id = f"chatcmpl-{uuid.uuid4().hex}"
-        self.created = int(time.time())
-        self.first_token: float | None = None
-        self.disconnected = False
-        self.answer: Answer | None = None
-
-    async def _should_stop(self) -> bool:
-        if await self.request.is_disconnected():
-            self.disconnected = True
-        return self.disconnected
-
-    async def _pieces(self) -> AsyncIterator[str]:
-        """Text deltas; sets `self.answer` when the pipeline finishes."""
-        async for piece in self.stream.items(self.settings.disconnect_poll_s, self._should_stop):
-            if piece.answer is not None:
-                self.answer = piece.answer
-            elif piece.text:
-                if self.first_token is None:
-                    self.first_token = time.perf_counter() - self.started
-                    self.metrics.observe("ragkit_time_to_first_token_seconds", self.first_token)
-                yield piece.text
-
-    def _client_left(self) -> None:
-        self.stream.stop()
-        self.metrics.inc("ragkit_client_disconnects_total")
-        log.info("%s: the client left; generation stopped", self.id)
-
-    def _finish(self, answer: Answer) -> tuple[list[Source], CompletionUsage, str]:
-        u = answer.usage
-        self.metrics.record_usage(u.prompt_tokens, u.cached_prompt_tokens, u.completion_tokens)
-        usage = CompletionUsage(
-            prompt_tokens=u.prompt_tokens,
-            completion_tokens=u.completion_tokens,
-            total_tokens=u.prompt_tokens + u.completion_tokens,
-            prompt_tokens_details=PromptTokensDetails(cached_tokens=u.cached_prompt_tokens),
-            time_to_first_token_s=round(u.time_to_first_token_s, 4),
-        )
-        reason = (
-            "length" if self.limit is not None and u.completion_tokens >= self.limit else "stop"
-        )
-        return sources(self.rag, answer, self.settings.snippet_chars), usage, reason
-
-    async def complete(self) -> JSONResponse:
-        try:
-            text = "".join([t async for t in self._pieces()])
-        except Exception as exc:
-            raise _pipeline_error(exc) from exc
-        finally:
-            self.stream.stop()
-        if self.answer is None and self.disconnected:
-            self._client_left()
-        if self.answer is None:
-            status = 499 if self.disconnected else 500
-            raise APIError(status, "the generation ended without an answer", type="server_error")
-        found, usage, reason = self._finish(self.answer)
-        message = ResponseMessage(content=self.answer.text or text, sources=found)
-        result = ChatCompletion(
-            id=self.id,
-            created=self.created,
-            model=self.body.model,
-            choices=[Choice(message=message, finish_reason=reason)],
-            usage=usage,
-        )
-        return JSONResponse(result.model_dump(exclude_none=True))
-
-    def _chunk(
-        self, delta: Delta, finish: str | None = None, usage: CompletionUsage | None = None
-    ) -> str:
-        return ChatCompletionChunk(
-            id=self.id,
-            created=self.created,
-            model=self.body.model,
-            choices=[ChunkChoice(delta=delta, finish_reason=finish)],
-            usage=usage,
-        ).sse()
-
-    async def events(self) -> AsyncIterator[str]:
-        """SSE lines. The server cancels this generator when the client leaves; otherwise
-        `_pieces` notices the departure itself. Either way the generation is stopped."""
-        ended = False
-        try:
-            yield self._chunk(Delta(role="assistant", content=""))
-            async for text in self._pieces():
-                yield self._chunk(Delta(content=text))
-            if self.disconnected:
-                return
-            if self.answer is None:
-                raise RuntimeError("the generation ended without an answer")
-            found, usage, reason = self._finish(self.answer)
-            options = self.body.stream_options
-            include_usage = options is None or options.include_usage
-            yield self._chunk(Delta(sources=found), reason, usage if include_usage else None)
-            yield "data: [DONE]\n\n"
-            ended = True
-        except Exception as exc:
-            ended = True
-            err = _pipeline_error(exc)
-            self.metrics.inc("ragkit_stream_errors_total", {"status": str(err.status)})
-            body = error_body(err.message, err.type, err.param, err.code)
-            yield f"data: {JSONResponse(body).body.decode()}\n\n"
-            yield "data: [DONE]\n\n"
-        finally:
-            if ended:
-                self.stream.stop()
-            else:
-                self._client_left()
-
-
-def sources(rag: Any, answer: Answer, snippet_chars: int) -> list[Source]:
-    """The passages the model saw, numbered as its `[n]` citations number them."""
-    assembler = getattr(rag, "assembler", None)
-    if not isinstance(assembler, PromptAssembler):
-        assembler = PromptAssembler()
-    by_id = {r.chunk.id: r for r in answer.retrieved}
-    cited = {c.chunk_id for c in answer.citations}
-    out = []
-    for seg in assembler.segments(answer.retrieved):
-        hit = by_id[seg.chunk_id]
-        text = " ".join(hit.chunk.text.split())
-        if len(text) > snippet_chars:
-            text = text[: snippet_chars - 1].rstrip() + "…"
-        out.append(
-            Source(
-                number=seg.number,
-                source=seg.source,
-                chunk_id=seg.chunk_id,
-                text=text,
-                score=round(float(hit.score), 6),
-                cited=seg.chunk_id in cited,
-            )
-        )
-    return out
 
 
 def _bind_generation(rag: Any, limit: int | None, body: ChatCompletionRequest) -> Any:
@@ -402,56 +264,3 @@ def _card(name: str, rag: Any, created: int) -> ModelCard:
     return ModelCard(
         id=name, created=created, description=f"ragkit pipeline {name} ({type(generator).__name__})"
     )
-
-
-def _pipeline_error(exc: Exception) -> APIError:
-    if isinstance(exc, APIError):
-        return exc
-    if isinstance(exc, (ValueError, InputError)):
-        return APIError(400, str(exc))
-    if isinstance(exc, ModelServerError):
-        return APIError(502, str(exc), type="server_error", code="model_server_error")
-    log.exception("pipeline failed", exc_info=exc)
-    return APIError(500, f"{type(exc).__name__}: {exc}", type="server_error")
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(APIError)
-    async def api_error(request: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.message, exc.type, exc.param, exc.code), exc.status, headers=exc.headers
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-        param = ".".join(loc) or None
-        if first.get("type") == "json_invalid":
-            message, param = "the request body is not valid JSON", None
-        elif first.get("type") == "missing":
-            message = f"{param}: required"
-        else:
-            message = f"{param or 'body'}: {first.get('msg')} (got {first.get('input')!r})"[:500]
-        return JSONResponse(
-            error_body(message, "invalid_request_error", param, "invalid_value"), 400
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = "not_found" if exc.status_code == 404 else None
-        return JSONResponse(
-            error_body(
-                f"{request.method} {request.url.path}: {exc.detail}",
-                "invalid_request_error",
-                None,
-                code,
-            ),
-            exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
-
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        err = _pipeline_error(exc)
-        return JSONResponse(error_body(err.message, err.type, err.param, err.code), err.status)

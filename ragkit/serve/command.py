@@ -19,7 +19,10 @@ def serve(
     store: str | None = None,
     collection: str | None = None,
     max_queue: int = 8,
+    max_concurrency: int | None = None,
     max_tokens: int = 1024,
+    max_prompt_tokens: int = 4096,
+    shutdown_grace_s: float = 10.0,
     max_body_bytes: int = 1_000_000,
     log_level: str = "info",
     warm_up: bool = True,
@@ -29,6 +32,10 @@ def serve(
     With `warm_up`, each pipeline retrieves once and generates one token before the server
     starts listening, so models load (and a missing index fails) now rather than on the first
     request.
+
+    Up to `max_concurrency` requests per generator run at once (default: what the generator
+    declares; model servers take many), `max_queue` more wait, and the rest get 503. On SIGTERM
+    the server stops taking requests and gives running ones `shutdown_grace_s` to finish.
 
     Binding anything but a loopback address without an API key is refused: the endpoint runs a
     model on request, so exposing it to a network must be a deliberate choice with a key.
@@ -43,16 +50,26 @@ def serve(
         raise ConfigError(
             f"serve: --host {host} is reachable from other machines; set --api-key to serve there"
         )
+    if max_concurrency is not None and max_concurrency <= 0:
+        raise ConfigError(f"serve: --max-concurrency must be > 0, got {max_concurrency}")
+    if max_prompt_tokens <= 0:
+        raise ConfigError(f"serve: --max-prompt-tokens must be > 0, got {max_prompt_tokens}")
+    if shutdown_grace_s < 0:
+        raise ConfigError(f"serve: --shutdown-grace must be >= 0, got {shutdown_grace_s}")
     import uvicorn
 
     from ragkit.build import load_pipeline
     from ragkit.serve.app import ServeSettings, create_app
+    from ragkit.serve.shutdown import serving_server
     from ragkit.types import Query
 
     settings = ServeSettings(
         api_key=api_key,
         max_queue=max_queue,
+        max_concurrency=max_concurrency,
         max_tokens_limit=max_tokens,
+        max_prompt_tokens=max_prompt_tokens,
+        shutdown_grace_s=shutdown_grace_s,
         max_body_bytes=max_body_bytes,
     )
     loaded = {}
@@ -67,7 +84,15 @@ def serve(
             rag.generator.invoke("Say OK.", max_new_tokens=1)
     app = create_app(loaded, settings)
     log.info("serving %s on http://%s:%d", ", ".join(loaded), host, port)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
+    # uvicorn's own limit comes after the app's grace, which ends requests properly first.
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=int(shutdown_grace_s) + 10,
+    )
+    serving_server(config, app.state.drain).run()
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,124 +1,102 @@
-"""Server metrics kept in memory and rendered in the Prometheus text exposition format.
+"""Server metrics in `prometheus_client` objects held in a registry of the app's own.
 
-Written by hand rather than with `prometheus_client` so that each app owns its registry (several
-apps in one process, as in tests, do not share counters) and serving needs no extra dependency.
+A per-app `CollectorRegistry` (not the process-wide default) lets several apps live in one
+process, as in tests and notebooks, without sharing or clashing counters.
 """
 
 from __future__ import annotations
 
-import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    exposition,
+    generate_latest,
+)
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-Labels = tuple[tuple[str, str], ...]
+CONTENT_TYPE = exposition.CONTENT_TYPE_LATEST
 
-
-def _labels(labels: Mapping[str, str] | None) -> Labels:
-    return tuple(sorted((labels or {}).items()))
-
-
-def _render_labels(labels: Labels, extra: Iterable[tuple[str, str]] = ()) -> str:
-    pairs = list(labels) + list(extra)
-    if not pairs:
-        return ""
-    escaped = (f'{k}="{_escape(v)}"' for k, v in pairs)
-    return "{" + ",".join(escaped) + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
-
-
-class Histogram:
-    """Cumulative buckets, sum and count per label set, as Prometheus histograms define them."""
-
-    def __init__(self, buckets: Sequence[float]) -> None:
-        if list(buckets) != sorted(buckets) or not buckets:
-            raise ValueError(f"histogram buckets must be non-empty and increasing, got {buckets}")
-        self.buckets = tuple(buckets)
-        self.series: dict[Labels, list[float]] = {}  # counts per bucket, then +Inf, sum
-
-    def observe(self, value: float, labels: Labels) -> None:
-        row = self.series.setdefault(labels, [0.0] * (len(self.buckets) + 2))
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                row[i] += 1
-        row[-2] += 1
-        row[-1] += value
-
-    def lines(self, name: str) -> list[str]:
-        out = []
-        for labels, row in sorted(self.series.items()):
-            for bound, count in zip(self.buckets, row, strict=False):
-                le = _render_labels(labels, [("le", _number(bound))])
-                out.append(f"{name}_bucket{le} {_number(count)}")
-            out.append(
-                f"{name}_bucket{_render_labels(labels, [('le', '+Inf')])} {_number(row[-2])}"
-            )
-            out.append(f"{name}_sum{_render_labels(labels)} {_number(row[-1])}")
-            out.append(f"{name}_count{_render_labels(labels)} {_number(row[-2])}")
-        return out
+# name (without a counter's `_total`), kind, help, label names
+_FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("ragkit_http_requests", "counter", "HTTP requests answered, by path and status.",
+     ("path", "status")),
+    ("ragkit_http_errors", "counter", "HTTP responses with status 400 or above, by status.",
+     ("status",)),
+    ("ragkit_chat_requests", "counter", "Chat completions accepted, by model and streaming.",
+     ("model", "stream")),
+    ("ragkit_chat_latency_seconds", "histogram",
+     "Chat completion time from arrival to last byte.", ()),
+    ("ragkit_time_to_first_token_seconds", "histogram",
+     "Time from arrival to the first answer text.", ()),
+    ("ragkit_prompt_tokens", "counter", "Prompt tokens of finished chat completions.", ()),
+    ("ragkit_cached_prompt_tokens", "counter", "Prompt tokens reused from the KV cache.", ()),
+    ("ragkit_completion_tokens", "counter", "Generated tokens of finished chat completions.", ()),
+    ("ragkit_client_disconnects", "counter", "Generations stopped because the client left.", ()),
+    ("ragkit_stream_errors", "counter", "Streams that ended with an error event, by status.",
+     ("status",)),
+    ("ragkit_shutdown_interrupted", "counter",
+     "Requests ended because the server shut down before they finished.", ()),
+    ("ragkit_queue_depth", "gauge", "Requests waiting for a generator, by generator.",
+     ("generator",)),
+    ("ragkit_requests_queued", "gauge", "Requests waiting for a generator, by generator.",
+     ("generator",)),
+    ("ragkit_requests_in_flight", "gauge", "Requests running on a generator, by generator.",
+     ("generator",)),
+    ("ragkit_max_concurrency", "gauge", "Requests a generator runs at once, by generator.",
+     ("generator",)),
+    ("ragkit_generations_in_progress", "gauge", "Generations running now.", ()),
+)  # fmt: skip
 
 
 class ServerMetrics:
-    """Counters, gauges and histograms of the chat server; every method is thread-safe."""
+    """The chat server's counters, gauges and histograms; every method is thread-safe.
+
+    Metrics are addressed by their exposed name (`ragkit_http_requests_total`) so call sites
+    read like the `/metrics` page they feed.
+    """
 
     def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._metrics: dict[str, Counter | Gauge | Histogram] = {}
         self._lock = threading.Lock()
-        self._counters: dict[str, dict[Labels, float]] = {}
-        self._gauges: dict[str, dict[Labels, float]] = {}
-        self._histograms: dict[str, Histogram] = {
-            "ragkit_chat_latency_seconds": Histogram(LATENCY_BUCKETS),
-            "ragkit_time_to_first_token_seconds": Histogram(LATENCY_BUCKETS),
-        }
-        self._help = {
-            "ragkit_http_requests_total": "HTTP requests answered, by path and status.",
-            "ragkit_http_errors_total": "HTTP responses with status 400 or above, by status.",
-            "ragkit_chat_requests_total": "Chat completions accepted, by model and streaming.",
-            "ragkit_chat_latency_seconds": "Chat completion time from arrival to last byte.",
-            "ragkit_time_to_first_token_seconds": "Time from arrival to the first answer text.",
-            "ragkit_prompt_tokens_total": "Prompt tokens of finished chat completions.",
-            "ragkit_cached_prompt_tokens_total": "Prompt tokens reused from the KV cache.",
-            "ragkit_completion_tokens_total": "Generated tokens of finished chat completions.",
-            "ragkit_cached_token_ratio": "Cached prompt tokens over all prompt tokens so far.",
-            "ragkit_queue_depth": "Requests waiting for a generator, by generator.",
-            "ragkit_generations_in_progress": "Generations running now.",
-            "ragkit_client_disconnects_total": "Generations stopped because the client left.",
-        }
-        self._types = {
-            "ragkit_chat_latency_seconds": "histogram",
-            "ragkit_time_to_first_token_seconds": "histogram",
-            "ragkit_cached_token_ratio": "gauge",
-            "ragkit_queue_depth": "gauge",
-            "ragkit_generations_in_progress": "gauge",
-        }
+        self._tokens = [0.0, 0.0]  # prompt, cached: for the cached-token ratio
+        for name, kind, help_text, labels in _FAMILIES:
+            if kind == "counter":
+                metric = Counter(name, help_text, labels, registry=self.registry)
+                self._metrics[name + "_total"] = metric
+            elif kind == "gauge":
+                self._metrics[name] = Gauge(name, help_text, labels, registry=self.registry)
+            else:
+                self._metrics[name] = Histogram(
+                    name, help_text, labels, buckets=LATENCY_BUCKETS, registry=self.registry
+                )
+        ratio = Gauge(
+            "ragkit_cached_token_ratio",
+            "Cached prompt tokens over all prompt tokens so far.",
+            registry=self.registry,
+        )
+        ratio.set_function(self._cached_ratio)
+
+    def _get(self, name: str, labels: Mapping[str, str] | None) -> Counter | Gauge | Histogram:
+        metric = self._metrics[name]
+        return metric.labels(**labels) if labels else metric
 
     def inc(self, name: str, labels: Mapping[str, str] | None = None, value: float = 1.0) -> None:
-        with self._lock:
-            series = self._counters.setdefault(name, {})
-            key = _labels(labels)
-            series[key] = series.get(key, 0.0) + value
+        self._get(name, labels).inc(value)  # type: ignore[union-attr]
 
     def set_gauge(self, name: str, value: float, labels: Mapping[str, str] | None = None) -> None:
-        with self._lock:
-            self._gauges.setdefault(name, {})[_labels(labels)] = value
+        self._get(name, labels).set(value)  # type: ignore[union-attr]
 
     def add_gauge(self, name: str, delta: float, labels: Mapping[str, str] | None = None) -> None:
-        with self._lock:
-            series = self._gauges.setdefault(name, {})
-            key = _labels(labels)
-            series[key] = series.get(key, 0.0) + delta
+        self._get(name, labels).inc(delta)  # type: ignore[union-attr]
 
     def observe(self, name: str, value: float, labels: Mapping[str, str] | None = None) -> None:
-        with self._lock:
-            self._histograms[name].observe(value, _labels(labels))
+        self._get(name, labels).observe(value)  # type: ignore[union-attr]
 
     def record_response(self, path: str, status: int) -> None:
         self.inc("ragkit_http_requests_total", {"path": path, "status": str(status)})
@@ -127,40 +105,28 @@ class ServerMetrics:
 
     def record_usage(self, prompt: int, cached: int, completion: int) -> None:
         with self._lock:
-            for name, value in (
-                ("ragkit_prompt_tokens_total", prompt),
-                ("ragkit_cached_prompt_tokens_total", cached),
-                ("ragkit_completion_tokens_total", completion),
-            ):
-                series = self._counters.setdefault(name, {})
-                series[()] = series.get((), 0.0) + value
+            self._tokens[0] += prompt
+            self._tokens[1] += cached
+        self.inc("ragkit_prompt_tokens_total", value=prompt)
+        self.inc("ragkit_cached_prompt_tokens_total", value=cached)
+        self.inc("ragkit_completion_tokens_total", value=completion)
+
+    def set_gate(self, generator: str, running: int, waiting: int) -> None:
+        """In-flight and queued requests of one generator, as its gate reports them."""
+        labels = {"generator": generator}
+        self.set_gauge("ragkit_requests_in_flight", running, labels)
+        self.set_gauge("ragkit_requests_queued", waiting, labels)
+        self.set_gauge("ragkit_queue_depth", waiting, labels)
 
     def value(self, name: str, labels: Mapping[str, str] | None = None) -> float:
-        """The current value of a counter or gauge (0 when never set)."""
+        """The current value of a sample (0 when never set)."""
+        found = self.registry.get_sample_value(name, dict(labels or {}))
+        return 0.0 if found is None else float(found)
+
+    def _cached_ratio(self) -> float:
         with self._lock:
-            key = _labels(labels)
-            for family in (self._counters, self._gauges):
-                if name in family and key in family[name]:
-                    return family[name][key]
-        return 0.0
+            prompt, cached = self._tokens
+        return cached / prompt if prompt else 0.0
 
     def render(self) -> str:
-        with self._lock:
-            prompt = self._counters.get("ragkit_prompt_tokens_total", {}).get((), 0.0)
-            cached = self._counters.get("ragkit_cached_prompt_tokens_total", {}).get((), 0.0)
-            self._gauges["ragkit_cached_token_ratio"] = {(): cached / prompt if prompt else 0.0}
-            self._gauges.setdefault("ragkit_generations_in_progress", {(): 0.0})
-            self._gauges.setdefault("ragkit_queue_depth", {})
-            lines: list[str] = []
-            names = sorted(set(self._counters) | set(self._gauges) | set(self._histograms))
-            for name in names:
-                kind = self._types.get(name, "counter")
-                lines.append(f"# HELP {name} {self._help.get(name, name)}")
-                lines.append(f"# TYPE {name} {kind}")
-                if kind == "histogram":
-                    lines.extend(self._histograms[name].lines(name))
-                    continue
-                family = self._gauges if kind == "gauge" else self._counters
-                for labels, value in sorted(family.get(name, {}).items()):
-                    lines.append(f"{name}{_render_labels(labels)} {_number(value)}")
-            return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()

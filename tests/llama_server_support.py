@@ -1,0 +1,87 @@
+"""llama.cpp's own `llama-server` on 127.0.0.1: a real OpenAI-compatible server that decodes
+several requests at once (`--parallel`), serving the packaged GGUF model.
+
+The binary is built by `scripts/build_llama_server.sh` (run by `make install-dev`) into the
+venv; set RAGKIT_LLAMA_SERVER to use another one. Without it the tests that need it skip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def llama_server_binary() -> Path | None:
+    configured = os.environ.get("RAGKIT_LLAMA_SERVER")
+    if configured:
+        return Path(configured)
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    candidate = Path(sys.prefix) / "llama-server" / version / "llama-server"
+    return candidate if candidate.is_file() else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def llama_server(
+    log_dir: Path, parallel: int = 4, ctx_per_slot: int = 4096, threads: int = 1
+) -> Iterator[str]:
+    """Starts llama-server on a free port; yields its base URL, stops it on exit."""
+    binary = llama_server_binary()
+    if binary is None:
+        pytest.skip("llama-server is not built: run scripts/build_llama_server.sh .venv")
+    from ragkit.models import packaged_gguf
+
+    port = free_port()
+    command = [
+        str(binary), "--model", str(packaged_gguf()), "--host", "127.0.0.1", "--port", str(port),
+        "--parallel", str(parallel), "--ctx-size", str(parallel * ctx_per_slot),
+        "--threads", str(threads), "--metrics", "--slots",
+    ]  # fmt: skip
+    log_path = log_dir / "llama-server.log"
+    with log_path.open("wb") as log_file:  # a file: a full pipe would stall the server
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                pytest.fail(f"llama-server exited with {process.returncode}: {tail}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama-server did not become healthy within 180 s; see {log_path}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def busy_slots(url: str) -> int:
+    """How many of the server's slots are decoding a request now."""
+    slots = httpx.get(f"{url}/slots", timeout=30).json()
+    return sum(1 for slot in slots if slot.get("is_processing"))

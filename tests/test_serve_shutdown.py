@@ -1,0 +1,168 @@
+"""SIGTERM with requests in flight, against a real `ragkit serve` process (uvicorn on 127.0.0.1)
+whose pipeline generates on a real llama-server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from llama_server_support import free_port, llama_server
+
+SPEC = """\
+name: passthrough
+chunker: {{chunk_tokens: 48, overlap_tokens: 8}}
+retriever: {{kind: dense, top_k: 1}}
+prompt: {{system: "Answer from the passage in a few words."}}
+generator: {{kind: openai, base_url: "{url}", model: packaged, max_new_tokens: 8, timeout_s: 900}}
+"""
+
+
+@pytest.fixture(scope="module")
+def spec_file(tmp_path_factory, bundled_corpus, embedder) -> Iterator[Path]:
+    from ragkit import build
+    from ragkit.spec import load_spec
+
+    folder = tmp_path_factory.mktemp("shutdown")
+    with llama_server(folder, parallel=4) as url:
+        spec_file = folder / "passthrough.yaml"
+        spec_file.write_text(SPEC.format(url=url), encoding="utf-8")
+        spec = load_spec(spec_file).with_store(str(folder / "idx"))
+        build.register_embedder(spec.embedder, embedder)
+        build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)
+        yield spec_file
+
+
+@contextlib.contextmanager
+def ragkit_serve(spec_file: Path, *options: str) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    port = free_port()
+    log_path = spec_file.parent / f"serve-{port}.log"
+    command = [
+        sys.executable, "-m", "ragkit.cli", "serve", "--pipeline", str(spec_file),
+        "--store", str(spec_file.parent / "idx"), "--port", str(port), *options,
+    ]  # fmt: skip
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=dict(os.environ)
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "ragkit serve did not start within 300 s"
+            time.sleep(0.5)
+        yield process, url, log_path
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def ask(max_tokens: int, stream: bool) -> dict:
+    return {
+        "model": "passthrough",
+        "messages": [
+            {"role": "user", "content": "Describe Varrow Point and its history at length."}
+        ],
+        "max_tokens": max_tokens,
+        "stream": stream,
+    }
+
+
+def health(url: str) -> dict:
+    return httpx.get(url + "/health", timeout=5).json()
+
+
+def wait_for(condition, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def run_requests(url: str, max_tokens: int) -> tuple[dict, list[threading.Thread]]:
+    """A streamed and a plain request running, and a third one queued behind them."""
+    out: dict = {}
+
+    def streamed() -> None:
+        with httpx.stream(
+            "POST", url + "/v1/chat/completions", json=ask(max_tokens, True), timeout=120
+        ) as response:
+            out["stream_status"] = response.status_code
+            out["events"] = [line for line in response.iter_lines() if line.startswith("data: ")]
+
+    def plain(key: str) -> None:
+        out[key] = httpx.post(
+            url + "/v1/chat/completions", json=ask(max_tokens, False), timeout=120
+        )
+
+    threads = [threading.Thread(target=streamed), threading.Thread(target=plain, args=("plain",))]
+    for thread in threads:
+        thread.start()
+    wait_for(lambda: health(url)["in_flight"] == 2)
+    queued = threading.Thread(target=plain, args=("queued",))
+    queued.start()
+    threads.append(queued)
+    wait_for(lambda: health(url)["queue_depth"] == 1)
+    return out, threads
+
+
+@pytest.mark.slow
+def test_sigterm_ends_running_requests_properly_after_the_grace(spec_file):
+    options = ("--max-concurrency", "2", "--max-queue", "1", "--shutdown-grace", "1")
+    with ragkit_serve(spec_file, *options) as (process, url, log_path):
+        out, threads = run_requests(url, max_tokens=400)
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        threads[2].join(30)
+        queued_after = time.monotonic() - signalled
+        for thread in threads:
+            thread.join(60)
+        rc = process.wait(60)
+        log = log_path.read_text(errors="replace")
+
+    queued = out["queued"]
+    assert queued.status_code == 503 and queued.json()["error"]["code"] == "server_shutting_down"
+    assert queued_after < 5
+    plain = out["plain"]
+    assert plain.status_code == 503 and plain.json()["error"]["code"] == "server_shutting_down"
+    events = out["events"]
+    assert out["stream_status"] == 200 and events[-1] == "data: [DONE]"
+    assert json.loads(events[-2][6:])["error"]["code"] == "server_shutting_down"
+    assert rc == 0, log[-3000:]
+    assert "Traceback" not in log and "CancelledError" not in log, log[-3000:]
+
+
+@pytest.mark.slow
+def test_sigterm_lets_running_requests_finish_within_the_grace(spec_file):
+    options = ("--max-concurrency", "2", "--max-queue", "1", "--shutdown-grace", "120")
+    with ragkit_serve(spec_file, *options) as (process, url, log_path):
+        out, threads = run_requests(url, max_tokens=32)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        with pytest.raises(httpx.ConnectError):  # no new connections once draining
+            httpx.get(url + "/health", timeout=5)
+        for thread in threads:
+            thread.join(120)
+        rc = process.wait(60)
+        log = log_path.read_text(errors="replace")
+
+    assert out["queued"].status_code == 503
+    assert out["plain"].status_code == 200
+    assert out["plain"].json()["choices"][0]["message"]["content"]
+    events = out["events"]
+    assert events[-1] == "data: [DONE]" and "sources" in events[-2]
+    assert rc == 0 and "Traceback" not in log, log[-3000:]
