@@ -18,6 +18,7 @@ first token per client count, as ratios against the first count (one client) of 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -181,7 +182,7 @@ def client_prompt(client: int, request: int, tokens: int, gen: LocalGenerator) -
     """A prompt of about `tokens` tokens that no other client or request shares a prefix with."""
     base = prompt_with_tokens(gen, tokens)
     ask = f"Request {client}-{request}: write a detailed account of everything in the passages."
-    return Prompt(ask, base.prefix, base.segments, base.cue, ask)
+    return dataclasses.replace(base, system=ask, question=ask)
 
 
 def measure_clients(
