@@ -191,6 +191,7 @@ def measure_clients(
     """`clients` threads, each streaming `requests` prompts one after another."""
     usages: list = []
     spans: list[tuple[float, float]] = []  # (first token, finish) of each request, absolute
+    pieces: list[float] = []  # arrival of every text chunk
     lock = threading.Lock()
 
     def client(c: int) -> None:
@@ -198,6 +199,9 @@ def measure_clients(
             prompt = client_prompt(c, r, tokens, gen)
             t0 = time.perf_counter()
             for chunk in gen.stream(prompt, max_new_tokens=decode_tokens, stop=[]):
+                if chunk.text:
+                    with lock:
+                        pieces.append(time.perf_counter())
                 if chunk.answer is not None:
                     u = chunk.answer.usage
                     with lock:
@@ -218,10 +222,11 @@ def measure_clients(
         for u in usages
         if u.completion_tokens > 1 and u.total_time_s > u.time_to_first_token_s
     ]
-    # Decoding while every request is past its prefill: all tokens after the first, over the
-    # time from the last first token to the last finish (exact when all arrive together).
-    window = max(f for _, f in spans) - max(t for t, _ in spans)
-    decoded = sum(u.completion_tokens - 1 for u in usages)
+    # Decoding once every request is past its prefill: text chunks (about one per token, never
+    # more) after the last first token, over the time from then to the last finish.
+    opened = max(t for t, _ in spans)
+    window = max(f for _, f in spans) - opened
+    decoded = sum(1 for t in pieces if t > opened)
     return {
         "clients": clients,
         "window_decode_tok_s": round(decoded / window, 2) if window > 0 else None,
