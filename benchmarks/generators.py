@@ -6,16 +6,24 @@ of a prompt that extends a cached one, the prefill block size, and batched again
 prefill/decode. Figures are printed as
 ratios against the baseline measured in the same run.
 
+With `--clients 1,4,8` it measures continuous batching instead: that many threads each stream
+their own prompts through one generator at once; aggregate decode tokens/s and p95 time to
+first token per client count, as ratios against the first count (one client) of the same run.
+
     python benchmarks/generators.py [--json out.json] [--tokens 1000] [--decode-tokens 48]
         [--dtype auto|bfloat16|float32|int8] [--other-dtype] [--block-sweep]
+    python benchmarks/generators.py --clients 1,4,8 [--requests 2] [--tokens 300]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
+import statistics
+import threading
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -170,6 +178,92 @@ def measure_batching(gen: LocalGenerator, batch: int = 4, length: int = 256) -> 
     }
 
 
+def client_prompt(client: int, request: int, tokens: int, gen: LocalGenerator) -> Prompt:
+    """A prompt of about `tokens` tokens that no other client or request shares a prefix with."""
+    base = prompt_with_tokens(gen, tokens)
+    ask = f"Request {client}-{request}: write a detailed account of everything in the passages."
+    return dataclasses.replace(base, system=ask, question=ask)
+
+
+def measure_clients(
+    gen: LocalGenerator, clients: int, requests: int, tokens: int, decode_tokens: int
+) -> dict:
+    """`clients` threads, each streaming `requests` prompts one after another."""
+    usages: list = []
+    spans: list[tuple[float, float]] = []  # (first token, finish) of each request, absolute
+    pieces: list[float] = []  # arrival of every text chunk
+    lock = threading.Lock()
+
+    def client(c: int) -> None:
+        for r in range(requests):
+            prompt = client_prompt(c, r, tokens, gen)
+            t0 = time.perf_counter()
+            for chunk in gen.stream(prompt, max_new_tokens=decode_tokens, stop=[]):
+                if chunk.text:
+                    with lock:
+                        pieces.append(time.perf_counter())
+                if chunk.answer is not None:
+                    u = chunk.answer.usage
+                    with lock:
+                        usages.append(u)
+                        spans.append((t0 + u.time_to_first_token_s, t0 + u.total_time_s))
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    ttfts = sorted(u.time_to_first_token_s for u in usages)
+    # Each request's own decode rate; while requests overlap, their rates add up.
+    rates = [
+        (u.completion_tokens - 1) / (u.total_time_s - u.time_to_first_token_s)
+        for u in usages
+        if u.completion_tokens > 1 and u.total_time_s > u.time_to_first_token_s
+    ]
+    # Decoding once every request is past its prefill: text chunks (about one per token, never
+    # more) after the last first token, over the time from then to the last finish.
+    opened = max(t for t, _ in spans)
+    window = max(f for _, f in spans) - opened
+    decoded = sum(1 for t in pieces if t > opened)
+    return {
+        "clients": clients,
+        "window_decode_tok_s": round(decoded / window, 2) if window > 0 else None,
+        "requests": len(usages),
+        "prompt_tokens_mean": round(statistics.mean(u.prompt_tokens for u in usages)),
+        "completion_tokens": sum(u.completion_tokens for u in usages),
+        "wall_s": round(wall, 1),
+        "aggregate_decode_tok_s": round(statistics.mean(rates) * clients, 2),
+        "end_to_end_tok_s": round(sum(u.completion_tokens for u in usages) / wall, 2),
+        "ttft_p50_s": round(statistics.median(ttfts), 2),
+        "ttft_p95_s": round(ttfts[min(len(ttfts) - 1, round(0.95 * (len(ttfts) - 1)))], 2),
+    }
+
+
+def run_clients(args: argparse.Namespace, dtype: str) -> dict:
+    counts = [int(c) for c in args.clients.split(",")]
+    gen = LocalGenerator(prefix_cache_bytes=0, dtype=dtype, max_batch_size=max(counts))
+    gen.invoke("Warm up.", max_new_tokens=2)
+    rows = []
+    for n in counts:
+        rows.append(measure_clients(gen, n, args.requests, args.tokens, args.decode_tokens))
+        report(f"clients={n}", rows[-1])
+    base = rows[0]
+    print(f"\nratios against {base['clients']} client(s), {dtype}:")
+    for row in rows[1:]:
+        decode = row["aggregate_decode_tok_s"] / base["aggregate_decode_tok_s"]
+        window = (row["window_decode_tok_s"] or 0) / (base["window_decode_tok_s"] or 1)
+        e2e = row["end_to_end_tok_s"] / base["end_to_end_tok_s"]
+        ttft = row["ttft_p95_s"] / base["ttft_p95_s"]
+        print(
+            f"  {row['clients']} clients: aggregate decode {decode:.2f}x "
+            f"(all decoding at once: {window:.2f}x), "
+            f"end-to-end tokens/s {e2e:.2f}x, p95 time to first token {ttft:.2f}x"
+        )
+    return {"dtype": dtype, "clients": rows}
+
+
 def report(name: str, figures: dict | None) -> None:
     """Print each section as it finishes, so a slow machine still shows partial results."""
     print(f"{name}: {json.dumps(figures, ensure_ascii=False)}", flush=True)
@@ -183,8 +277,16 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", choices=("auto", "bfloat16", "float32", "int8"))
     parser.add_argument("--other-dtype", action="store_true", help="also time the other dtype")
     parser.add_argument("--block-sweep", action="store_true", help="prefill speed per block size")
+    parser.add_argument("--clients", help="measure concurrent clients instead, e.g. 1,4,8")
+    parser.add_argument("--requests", type=int, default=2, help="requests per client")
     args = parser.parse_args()
     dtype = resolve_dtype(args.dtype)
+    if args.clients:
+        results = run_clients(args, dtype)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(results, fh, indent=2, ensure_ascii=False)
+        return
 
     base = measure_transformers(Prompt.plain("x"), 2, dtype)  # loads; real figures below
     gen = LocalGenerator(prefix_cache_bytes=0, dtype=dtype)

@@ -1,9 +1,10 @@
 """The offline default generator: the packaged Qwen2.5 0.5B on CPU through transformers.
 
-Decoding is a plain loop over the model's forward with a `DynamicCache`, which makes streaming,
-time to first token and reuse of a cached prompt prefix straightforward. Prompts are prefilled
-in fixed blocks aligned to absolute positions, so a prefix taken from the cache is bit-for-bit
-what a fresh prefill computes and greedy output is the same with the cache on or off.
+Every generation on a loaded model goes through that model's scheduler thread, which prefills
+each prompt alone and decodes all active prompts together, one forward pass per step, so
+concurrent callers and `batch` share the model's weight reads. Prompts are prefilled in fixed
+blocks aligned to absolute positions, so a prefix taken from the cache is bit-for-bit what a
+fresh prefill computes and greedy output is the same with the cache on or off.
 """
 
 from __future__ import annotations
@@ -24,24 +25,45 @@ from typing import Any, Literal
 from pydantic import PrivateAttr, field_validator
 
 from ragkit.errors import ConfigError, InputError
-from ragkit.generation.base import GenerationParams, Generator, StopScanner, build_usage
+from ragkit.generation.base import GenerationParams, Generator, drain
+from ragkit.generation.cancel import current_event
 from ragkit.generation.kv_cache import PrefixKVCache
+from ragkit.generation.ragged import enable_ragged_decode
+from ragkit.generation.scheduler import Scheduler, Sequence
 from ragkit.models import cache_dir, is_packaged_generator, packaged_gguf
 from ragkit.types import Answer, AnswerChunk, Prompt
 
 DEFAULT_PREFIX_CACHE_BYTES = 512 * 1024 * 1024
+DEFAULT_MAX_BATCH_SIZE = 8
+# Prompt plus new tokens of all sequences decoding at once: bounds the batch's KV memory.
+DEFAULT_MAX_BATCH_TOKENS = 16384
 _STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
 
 @dataclass
 class LoadedModel:
-    """A tokenizer and model pair with the one lock every generation on it holds."""
+    """A tokenizer and model pair, the lock every forward pass on it holds, and its scheduler."""
 
     tokenizer: Any
     model: Any
     eos_ids: frozenset[int]
     load_time_s: float
+    batching: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _scheduler: Scheduler | None = None
+    _scheduler_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def scheduler(self, max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS) -> Scheduler:
+        """The one thread that runs this model, started on first use.
+
+        The token budget is the first caller's; generators sharing weights share one batch.
+        """
+        with self._scheduler_lock:
+            if self._scheduler is None:
+                self._scheduler = Scheduler(
+                    self, batching=self.batching, max_batch_tokens=max_batch_tokens
+                )
+            return self._scheduler
 
 
 _LOADED: dict[tuple[str, str], LoadedModel] = {}
@@ -137,7 +159,8 @@ def _load(name: str, dtype: str) -> LoadedModel:
     eos |= set(configured if isinstance(configured, list) else [configured])
     eos |= {tokenizer.eos_token_id}
     eos_ids = frozenset(i for i in eos if isinstance(i, int) and i >= 0)
-    return LoadedModel(tokenizer, model, eos_ids, time.perf_counter() - started)
+    batching = enable_ragged_decode(model)
+    return LoadedModel(tokenizer, model, eos_ids, time.perf_counter() - started, batching)
 
 
 def converted_folder(dtype: str) -> Path:
@@ -194,16 +217,20 @@ def _drop_gguf_quantizer(model: Any) -> None:
 class LocalGenerator(Generator):
     """Generates on this machine's CPU; loads lazily, once per process, and is thread-safe.
 
-    Concurrent callers queue on one lock around the model. `batch` runs its prompts one after
-    another through the prefix cache: on CPU, prefill is compute-bound, so padding prompts into
-    one batch saves nothing there, while a shared prefix computed once saves it for every prompt
-    after the first (and padding would also change bf16 numerics and break exact reuse).
+    Prompts given together (`batch`) and requests from concurrent callers decode together, up
+    to `max_batch_size` sequences and `max_batch_tokens` prompt-plus-new tokens at once; decode
+    reads every weight once per step whatever the batch, so the batch shares that cost. Prefill
+    stays one prompt at a time through the prefix cache: on CPU it is compute-bound, so padding
+    prompts together saves nothing there, while a shared prefix computed once saves it for
+    every prompt after the first.
     """
 
     model: str = "packaged"
     dtype: Literal["auto", "bfloat16", "float32", "int8"] = "auto"
     prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES
     prefill_block_tokens: int = 64
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
 
     _cache: PrefixKVCache | None = PrivateAttr(default=None)
 
@@ -228,7 +255,16 @@ class LocalGenerator(Generator):
             raise ValueError(f"prefill_block_tokens must be > 0, got {value}")
         return value
 
+    @field_validator("max_batch_size", "max_batch_tokens")
+    @classmethod
+    def _check_batch(cls, value: int, info: Any) -> int:
+        if value <= 0:
+            raise ValueError(f"{info.field_name} must be > 0, got {value}")
+        return value
+
     def model_post_init(self, context: Any) -> None:
+        if "max_concurrency" not in self.model_fields_set:
+            self.max_concurrency = self.max_batch_size
         if self.prefix_cache_bytes > 0:
             self._cache = PrefixKVCache(self.prefix_cache_bytes, self.prefill_block_tokens)
 
@@ -255,88 +291,36 @@ class LocalGenerator(Generator):
         )
 
     def _stream_one(self, prompt: Prompt, params: GenerationParams) -> Iterator[AnswerChunk]:
-        loaded = self.loaded()
+        # Submitted on the first `next`, in the consuming thread, whose cancellation it takes.
+        yield from self._submit(self._checked_ids(prompt, params), params).chunks()
+
+    def _batch(self, prompts: list[Prompt], params: GenerationParams) -> list[Answer]:
+        """Submit every prompt before waiting on any, so they decode together."""
+        ids = [self._checked_ids(p, params) for p in prompts]
+        seqs = [self._submit(i, params) for i in ids]
+        try:
+            return [drain(seq.chunks()) for seq in seqs]
+        finally:
+            for seq in seqs:
+                seq.close()
+
+    def _checked_ids(self, prompt: Prompt, params: GenerationParams) -> list[int]:
         ids = self.token_ids(prompt)
-        limit = loaded.model.config.max_position_embeddings
+        limit = self.loaded().model.config.max_position_embeddings
         if len(ids) + params.max_new_tokens > limit:
             raise InputError(
                 f"prompt of {len(ids)} tokens plus max_new_tokens={params.max_new_tokens} "
                 f"exceeds the model's context of {limit} tokens"
             )
-        with loaded.lock:
-            yield from self._generate(loaded, ids, params)
+        return ids
 
-    def _generate(
-        self, loaded: LoadedModel, ids: list[int], params: GenerationParams
-    ) -> Iterator[AnswerChunk]:
-        import torch
-        from transformers import DynamicCache
-
-        model, tokenizer = loaded.model, loaded.tokenizer
-        started = time.perf_counter()
-        first_token_at = None
-        sampler = None
-        if params.temperature > 0:
-            sampler = torch.Generator().manual_seed(params.seed)
-        scanner = StopScanner(params.stop)
-        generated: list[int] = []
-        text = ""
-        with torch.inference_mode():
-            hit = self._cache.lookup(ids) if self._cache is not None else None
-            reused = hit.tokens if hit is not None else 0
-            kv = DynamicCache(hit.layers if hit is not None else None, config=model.config)
-            logits = self._prefill(model, kv, ids, reused)
-            if self._cache is not None:
-                self._cache.put(ids, [(layer.keys, layer.values) for layer in kv.layers])
-            for _ in range(params.max_new_tokens):
-                token = _next_token(logits, params.temperature, sampler)
-                if first_token_at is None:
-                    first_token_at = time.perf_counter()
-                if token in loaded.eos_ids:
-                    break
-                generated.append(token)
-                decoded = tokenizer.decode(generated, skip_special_tokens=True)
-                if not decoded.endswith("\ufffd"):  # wait for the rest of a multi-byte char
-                    delta = scanner.feed(decoded[len(text) :])
-                    text = decoded
-                    if delta:
-                        yield AnswerChunk(delta)
-                    if scanner.stopped:
-                        break
-                if len(generated) == params.max_new_tokens:
-                    break
-                out = model(input_ids=torch.tensor([[token]]), cache=kv, use_cache=True)
-                logits = out.logits[0, -1]
-        tail = scanner.flush()
-        if tail:
-            yield AnswerChunk(tail)
-        usage = build_usage(
-            prompt_tokens=len(ids),
-            cached_prompt_tokens=reused,
-            completion_tokens=len(generated),
-            started=started,
-            first_token_at=first_token_at,
-            finished=time.perf_counter(),
+    def _submit(self, ids: list[int], params: GenerationParams) -> Sequence:
+        seq = Sequence(
+            ids=ids,
+            params=params,
+            prefix_cache=self._cache,
+            block_tokens=self.prefill_block_tokens,
+            max_batch_size=self.max_batch_size,
+            caller_event=current_event(),
         )
-        yield AnswerChunk("", answer=Answer(text=scanner.text.strip(), usage=usage))
-
-    def _prefill(self, model: Any, kv: Any, ids: list[int], start: int) -> Any:
-        """Forward `ids[start:]` in blocks aligned to multiples of the block size."""
-        import torch
-
-        block = self.prefill_block_tokens
-        logits = None
-        for lo in range(start, len(ids), block):
-            chunk = torch.tensor([ids[lo : min(lo + block, len(ids))]])
-            out = model(input_ids=chunk, cache=kv, use_cache=True, logits_to_keep=1)
-            logits = out.logits[0, -1]
-        return logits
-
-
-def _next_token(logits: Any, temperature: float, sampler: Any) -> int:
-    import torch
-
-    if temperature <= 0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    return int(torch.multinomial(probs, 1, generator=sampler))
+        return self.loaded().scheduler(self.max_batch_tokens).submit(seq)
