@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ragkit.errors import ConfigError
 from ragkit.models import DEFAULT_EMBEDDING_MODEL
 
-PIPELINES_DIR = Path(__file__).resolve().parents[1] / "pipelines"
+PIPELINES_DIR = Path(__file__).resolve().parent / "pipelines"
 
 
 class _Spec(BaseModel):
@@ -121,7 +121,7 @@ def pipeline_names() -> list[str]:
 
 
 def load_spec(name_or_path: str | Path) -> PipelineSpec:
-    """Read a spec from a YAML file, or by name from `pipelines/`; errors name file, key, reason."""
+    """Read a spec from a YAML file, or by name from `ragkit/pipelines/`; errors name file, key, reason."""
     path = Path(name_or_path)
     if not path.is_file():
         candidate = _pipelines_dir() / f"{name_or_path}.yaml"
