@@ -11,9 +11,10 @@ import importlib
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, field_validator
 
+from ragkit.runnable import BatchedRunnable
 from ragkit.types import Query, Retrieved
 
 __all__ = [
@@ -56,7 +57,7 @@ def check_top_k(top_k: int) -> int:
     return top_k
 
 
-class Retriever(RunnableSerializable[Query | str, list[Retrieved]]):
+class Retriever(BatchedRunnable[Query | str, list[Retrieved]]):
     """Base for retrievers: one batched path (`retrieve`), with `invoke` as a batch of one.
 
     Subclasses implement `_retrieve(queries, top_k)` for validated Query objects; `batch`
@@ -89,21 +90,7 @@ class Retriever(RunnableSerializable[Query | str, list[Retrieved]]):
     def _retrieve(self, queries: list[Query], top_k: int) -> list[list[Retrieved]]:
         raise NotImplementedError
 
-    def invoke(
-        self, input: Query | str, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> list[Retrieved]:
-        return self._call_with_config(lambda q: self.retrieve([q])[0], input, config)
-
-    def batch(
-        self,
-        inputs: list[Query | str],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
+    def _run_batch(
+        self, inputs: list[Query | str], config: list[RunnableConfig] | RunnableConfig | None = None
     ) -> list[list[Retrieved]]:
-        if not inputs:
-            return []
-        return self._batch_with_config(
-            lambda qs: self.retrieve(qs), inputs, config, return_exceptions=return_exceptions
-        )
+        return self.retrieve(inputs)

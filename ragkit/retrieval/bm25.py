@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from pydantic import PrivateAttr
 
+from ragkit.protocols import ChunkSource
 from ragkit.retrieval import Retriever
 from ragkit.text import LexicalTerms, lexical_terms
 from ragkit.types import Chunk, Query, Retrieved
@@ -41,7 +42,7 @@ class BM25Retriever(Retriever):
     Chunks with no query term in common (score 0) are never returned.
     """
 
-    corpus: Any
+    corpus: ChunkSource | list[Any]  # a store, or the Chunks themselves
     terms: LexicalTerms = "words"
 
     _chunks: list[Chunk] = PrivateAttr(default_factory=list)
@@ -49,7 +50,9 @@ class BM25Retriever(Retriever):
     _built_at: int = PrivateAttr(default=-1)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    def __init__(self, corpus: Any = None, top_k: int = 5, **kwargs: Any):
+    def __init__(
+        self, corpus: ChunkSource | Sequence[Chunk] | None = None, top_k: int = 5, **kwargs: Any
+    ):
         if corpus is None:
             raise ValueError("BM25Retriever needs chunks or a store, got None")
         if not hasattr(corpus, "get_chunks"):
