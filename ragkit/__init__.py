@@ -4,8 +4,7 @@ Importing the package is cheap: names resolve on first use, and models, chromadb
 only when a component first needs them.
 """
 
-from importlib import import_module
-from typing import Any
+from ragkit.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -28,7 +27,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'ragkit' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

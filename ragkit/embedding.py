@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 import numpy as np
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
-from pydantic import ConfigDict, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from ragkit.errors import ConfigError
 from ragkit.models import (
@@ -502,7 +502,7 @@ class Embedder(RunnableSerializable[str, list[float]]):
     device: str = "cpu"
     precision: Precision = "auto"
     backend: Backend = "auto"
-    batch_size: int = 64
+    batch_size: int = Field(64, gt=0)
     normalize: bool = True
     query_prefix: str = ""
     passage_prefix: str = ""
@@ -520,13 +520,6 @@ class Embedder(RunnableSerializable[str, list[float]]):
             raise ValueError(
                 f"embedding backend {value!r} is unknown; choose one of {', '.join(BACKENDS)}"
             )
-        return value
-
-    @field_validator("batch_size")
-    @classmethod
-    def _positive_batch(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError(f"batch_size must be > 0, but got {value}")
         return value
 
     @field_validator("model")

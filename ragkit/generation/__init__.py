@@ -1,12 +1,12 @@
-"""Generation backends: Prompt → Answer on the local CPU, via vLLM, or via an OpenAI-style server.
+"""Generation backends: Prompt → Answer on the local CPU, via vLLM, via an OpenAI-style server, or
+by fixed rules (`ScriptedGenerator`, for tests).
 
 Names resolve on first access, so importing this package loads no backend.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from ragkit.lazy import lazy_exports
 
 _EXPORTS = {
     "Generator": "ragkit.generation.base",
@@ -14,13 +14,11 @@ _EXPORTS = {
     "LocalGenerator": "ragkit.generation.local",
     "OpenAICompatibleGenerator": "ragkit.generation.openai_compat",
     "PrefixKVCache": "ragkit.generation.kv_cache",
+    "ScriptedGenerator": "ragkit.generation.scripted",
     "VLLMGenerator": "ragkit.generation.vllm",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ragkit.generation' has no attribute {name!r}")
-    return getattr(import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -7,13 +7,12 @@ defined here without import cycles.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
-from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, field_validator
 
+from ragkit.lazy import lazy_exports
 from ragkit.runnable import BatchedRunnable
 from ragkit.types import Query, Retrieved
 
@@ -34,11 +33,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragkit.retrieval' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 
 def as_query(value: Query | str) -> Query:

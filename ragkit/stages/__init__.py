@@ -1,8 +1,7 @@
 """Optional retrieval stages that wrap the core pipeline: query rewriting, reranking and the
 Iter-RetGen loop. Names resolve on first use so importing the package loads no model."""
 
-from importlib import import_module
-from typing import Any
+from ragkit.lazy import lazy_exports
 
 _EXPORTS = {
     "QueryRewriter": "ragkit.stages.rewrite",
@@ -21,7 +20,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'ragkit.stages' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

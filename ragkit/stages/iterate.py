@@ -14,7 +14,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import patch_config
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, Field
 
 from ragkit.pipeline import PipelineInput, RAGPipeline, to_query
 from ragkit.runnable import BatchedRunnable
@@ -34,14 +34,8 @@ class IterRetGen(BatchedRunnable[PipelineInput, Answer]):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     pipeline: RAGPipeline
-    rounds: int = 2
+    rounds: int = Field(2, gt=0)
     stop_when_stable: bool = True
-
-    @model_validator(mode="after")
-    def _check(self) -> IterRetGen:
-        if self.rounds <= 0:
-            raise ValueError(f"rounds must be > 0, got {self.rounds}")
-        return self
 
     @property
     def pipeline_name(self) -> str:
