@@ -138,7 +138,9 @@ def self_hosted(args: argparse.Namespace, stack: ExitStack) -> str:
         store = stack.enter_context(tempfile.TemporaryDirectory(prefix="ragkit-load-"))
     spec = load_spec(args.pipeline).with_store(store, args.collection)
     if args.store is None:
-        build.ingestor(spec).ingest([str(REPO / "ragkit" / "eval" / "bundled" / "corpus")], progress=False)
+        build.ingestor(spec).ingest(
+            [str(REPO / "ragkit" / "eval" / "bundled" / "corpus")], progress=False
+        )
     rag = build.pipeline(spec)
     args.model = rag.pipeline_name
     settings = ServeSettings(api_key=args.api_key, max_queue=args.max_queue)
