@@ -157,7 +157,7 @@ class PipelineSpec(_Spec):
         )
         return self.model_copy(update={"store": store})
 
-    def override(self, **sections: Mapping[str, Any] | None) -> PipelineSpec:
+    def override(self, **sections: Any) -> PipelineSpec:
         """This spec with some settings changed, validated exactly as YAML would be.
 
         `spec.override(generator={"max_new_tokens": 48}, rerank=None)` changes one generator
