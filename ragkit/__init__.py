@@ -9,22 +9,21 @@ from ragkit.lazy import lazy_exports
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Answer": "ragkit.types",
-    "AnswerChunk": "ragkit.types",
-    "Chunk": "ragkit.types",
-    "Citation": "ragkit.types",
-    "Document": "ragkit.types",
-    "Prompt": "ragkit.types",
-    "Query": "ragkit.types",
-    "Retrieved": "ragkit.types",
-    "Usage": "ragkit.types",
-    "PipelineSpec": "ragkit.spec",
-    "load_spec": "ragkit.spec",
-    "load_pipeline": "ragkit.build",
-    "RAGPipeline": "ragkit.pipeline",
+    "ragkit.types": (
+        "Answer",
+        "AnswerChunk",
+        "Chunk",
+        "Citation",
+        "Document",
+        "Prompt",
+        "Query",
+        "Retrieved",
+        "Usage",
+    ),
+    "ragkit.spec": ("PipelineSpec", "load_spec"),
+    "ragkit.build": ("load_pipeline",),
+    "ragkit.pipeline": ("RAGPipeline",),
 }
 
-__all__ = sorted(_EXPORTS)
 
-
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -3,17 +3,21 @@ imported on first access, so `import ragkit` (or a subpackage) loads no model li
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import import_module
 from typing import Any
 
 
-def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module `__getattr__` resolving `exports` (name → defining module) for `package`."""
+def lazy_exports(
+    package: str, by_module: Mapping[str, Iterable[str]]
+) -> tuple[Callable[[str], Any], list[str]]:
+    """A module `__getattr__` for `package` and its `__all__`, from the public names each
+    defining module provides."""
+    exports = {name: module for module, names in by_module.items() for name in names}
 
     def __getattr__(name: str) -> Any:
         if name not in exports:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         return getattr(import_module(exports[name]), name)
 
-    return __getattr__
+    return __getattr__, sorted(exports)

@@ -9,16 +9,13 @@ from __future__ import annotations
 from ragkit.lazy import lazy_exports
 
 _EXPORTS = {
-    "Generator": "ragkit.generation.base",
-    "GenerationParams": "ragkit.generation.base",
-    "LocalGenerator": "ragkit.generation.local",
-    "OpenAICompatibleGenerator": "ragkit.generation.openai_compat",
-    "PrefixKVCache": "ragkit.generation.kv_cache",
-    "ScriptedGenerator": "ragkit.generation.scripted",
-    "VLLMGenerator": "ragkit.generation.vllm",
+    "ragkit.generation.base": ("Generator", "GenerationParams"),
+    "ragkit.generation.local": ("LocalGenerator",),
+    "ragkit.generation.openai_compat": ("OpenAICompatibleGenerator",),
+    "ragkit.generation.kv_cache": ("PrefixKVCache",),
+    "ragkit.generation.scripted": ("ScriptedGenerator",),
+    "ragkit.generation.vllm": ("VLLMGenerator",),
 }
 
-__all__ = sorted(_EXPORTS)
 
-
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

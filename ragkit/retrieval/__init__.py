@@ -26,14 +26,13 @@ __all__ = [
 ]
 
 _LAZY = {
-    "DenseRetriever": "ragkit.retrieval.dense",
-    "BM25Retriever": "ragkit.retrieval.bm25",
-    "HybridRetriever": "ragkit.retrieval.fusion",
-    "reciprocal_rank_fusion": "ragkit.retrieval.fusion",
+    "ragkit.retrieval.dense": ("DenseRetriever",),
+    "ragkit.retrieval.bm25": ("BM25Retriever",),
+    "ragkit.retrieval.fusion": ("HybridRetriever", "reciprocal_rank_fusion"),
 }
 
 
-__getattr__ = lazy_exports(__name__, _LAZY)
+__getattr__, _ = lazy_exports(__name__, _LAZY)
 
 
 def as_query(value: Query | str) -> Query:

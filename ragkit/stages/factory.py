@@ -10,7 +10,7 @@ from langchain_core.runnables import Runnable
 
 from ragkit.components import E5_NAMES, RERANKERS, REWRITERS
 from ragkit.errors import ConfigError
-from ragkit.registry import Parts
+from ragkit.registry import Parts, Registry
 from ragkit.spec import IterateSpec, RerankSpec, RewriteSpec
 
 __all__ = ["E5_NAMES", "build_reranker", "build_rewriter", "wrap_iterate"]
@@ -19,12 +19,7 @@ __all__ = ["E5_NAMES", "build_reranker", "build_rewriter", "wrap_iterate"]
 def build_rewriter(spec: RewriteSpec, generator: Runnable | Parts) -> Runnable:
     """The rewriter `spec.mode` names (a registered mode or a user's class)."""
     parts = generator if isinstance(generator, Parts) else Parts(generator=lambda: generator)
-    try:
-        return REWRITERS.build(spec.mode, spec, parts)
-    except ConfigError:
-        raise
-    except ValueError as exc:
-        raise ConfigError(f"rewrite: {_reason(exc)}") from exc
+    return _built(REWRITERS, spec.mode, spec, parts, "rewrite")
 
 
 def build_reranker(
@@ -36,12 +31,16 @@ def build_reranker(
         if isinstance(embedder, Parts)
         else Parts(embedder=lambda: embedder, generator=lambda: generator)
     )
+    return _built(RERANKERS, spec.kind, spec, parts, "rerank")
+
+
+def _built(registry: Registry, kind: str, spec: Any, parts: Parts, section: str) -> Runnable:
     try:
-        return RERANKERS.build(spec.kind, spec, parts)
+        return registry.build(kind, spec, parts)
     except ConfigError:
         raise
     except ValueError as exc:
-        raise ConfigError(f"rerank: {_reason(exc)}") from exc
+        raise ConfigError(f"{section}: {_reason(exc)}") from exc
 
 
 def wrap_iterate(pipeline: Any, spec: IterateSpec) -> Runnable:
