@@ -31,13 +31,14 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
-from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from ragkit.cpu import cpu_has_fast_bf16
 from ragkit.errors import ConfigError
 from ragkit.models import DEFAULT_EMBEDDING_MODEL, resolve_embedding_model
 from ragkit.onnx_export import OnnxEncoder, export_dir, load_onnx, onnx_available
+from ragkit.runnable import BatchedRunnable
 
 # The ONNX helpers are re-exported so the embedder's backends are one import away.
 __all__ = [
@@ -104,7 +105,7 @@ def preferred_backend() -> str:
     return value
 
 
-class Embedder(RunnableSerializable[str, list[float]]):
+class Embedder(BatchedRunnable[str, list[float]]):
     """Embeds passages for the store and queries for retrieval with one loaded model.
 
     As a Runnable it maps a query string to its vector (that is what a retrieval chain needs);
@@ -299,23 +300,8 @@ class Embedder(RunnableSerializable[str, list[float]]):
     def embed_query(self, query: str) -> np.ndarray:
         return self.embed_queries([query])[0]
 
-    def invoke(
-        self, input: str, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> list[float]:
-        return self._call_with_config(lambda q: self.embed_query(q).tolist(), input, config)
-
-    def batch(
-        self,
-        inputs: list[str],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
+    def _run_batch(
+        self, inputs: list[str], config: list[RunnableConfig] | RunnableConfig | None = None
     ) -> list[list[float]]:
-        if not inputs:
-            return []
-
-        def run(queries: list[str]) -> list[list[float]]:
-            return self.embed_queries(queries).tolist()
-
-        return self._batch_with_config(run, inputs, config, return_exceptions=return_exceptions)
+        """As a Runnable the embedder embeds queries (with the query prefix), all in one call."""
+        return self.embed_queries(inputs).tolist()
