@@ -178,10 +178,10 @@ class Embedder(BatchedRunnable[str, list[float]]):
     @property
     def resolved_backend(self) -> str:
         """The backend actually running the model (loads it)."""
-        self._load()
+        self.warm_up()
         return self._backend or "torch"
 
-    def _load(self) -> Any:
+    def warm_up(self) -> Any:
         """Load the model once, thread-safely: ingestion threads may ask for it concurrently."""
         if self._model is not None:
             return self._model
@@ -243,7 +243,7 @@ class Embedder(BatchedRunnable[str, list[float]]):
 
     @property
     def dimension(self) -> int:
-        model = self._load()
+        model = self.warm_up()
         getter = getattr(model, "get_embedding_dimension", None)
         if getter is None:  # sentence-transformers before 5
             getter = model.get_sentence_embedding_dimension
@@ -252,11 +252,11 @@ class Embedder(BatchedRunnable[str, list[float]]):
     @property
     def tokenizer(self) -> Any:
         """The model's tokenizer, so chunk windows are counted in the model's own tokens."""
-        return self._load().tokenizer
+        return self.warm_up().tokenizer
 
     @property
     def max_seq_length(self) -> int:
-        return int(self._load().max_seq_length)
+        return int(self.warm_up().max_seq_length)
 
     def _encode(self, texts: Sequence[str], prefix: str) -> np.ndarray:
         """Encode in length order to cut padding, then restore the caller's order."""
@@ -264,7 +264,7 @@ class Embedder(BatchedRunnable[str, list[float]]):
             raise TypeError("expected a sequence of strings, got one str")
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        model = self._load()
+        model = self.warm_up()
         order = np.argsort([-len(t) for t in texts], kind="stable")
         ordered = [prefix + texts[i] for i in order]
         if isinstance(model, OnnxEncoder):

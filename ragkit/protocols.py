@@ -12,6 +12,15 @@ from ragkit.types import Answer, AnswerChunk, Chunk, Prompt, Query, Retrieved
 
 
 @runtime_checkable
+class WarmUp(Protocol):
+    """The one lazy-load convention: a component that loads a model or builds an index on first
+    use does it in `warm_up()` (idempotent, thread-safe where callers may race), so a server or a
+    benchmark can pay the cost up front by calling it."""
+
+    def warm_up(self) -> Any: ...
+
+
+@runtime_checkable
 class Embedder(Protocol):
     """Text → unit vectors; queries and passages may get different prefixes.
 

