@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine: `make demo` (install + end-to-end RAG run on the bundled
-# corpus with the offline default model) and `make test` (install + the whole test suite).
+# corpus with the offline default model) and `make test` (install + the whole test suite + a
+# smoke test of the built wheel outside the checkout).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install install-dev browser demo test lint
+.PHONY: install install-dev browser demo test test-fast wheel-smoke lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,12 +40,21 @@ browser:
 		echo "chromium unavailable: the browser test will skip"
 
 demo: install
-	$(BIN)/ragkit ingest evals/bundled/corpus --store .ragkit/demo
-	$(BIN)/ragkit query --store .ragkit/demo --questions evals/bundled/questions.jsonl --limit 3
+	$(BIN)/ragkit ingest ragkit/eval/bundled/corpus --store .ragkit/demo
+	$(BIN)/ragkit query --store .ragkit/demo --questions ragkit/eval/bundled/questions.jsonl --limit 3
 	$(BIN)/ragkit eval --suite bundled --pipeline naive --limit 2
 
+# The whole suite, then the built wheel on its own (fresh venv, temporary folder; see .ci/).
 test: install-dev browser
 	$(BIN)/python -m pytest -q -rs
+	.ci/wheel-smoke.sh $(BIN)/python
+
+# Logic only, on a scripted generator: no real-model tests.
+test-fast: install-dev
+	$(BIN)/python -m pytest -q -m "not slow"
+
+wheel-smoke: install-dev
+	.ci/wheel-smoke.sh $(BIN)/python
 
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -482,9 +482,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.skip_english:
         from ragkit.loaders import load_documents
 
-        english = load_qa_jsonl(REPO / "evals" / "bundled" / "questions.jsonl")
+        english = load_qa_jsonl(REPO / "ragkit" / "eval" / "bundled" / "questions.jsonl")
         index(
-            "best", load_documents([REPO / "evals" / "bundled" / "corpus"]), args.store, "bundled"
+            "best",
+            load_documents([REPO / "ragkit" / "eval" / "bundled" / "corpus"]),
+            args.store,
+            "bundled",
         )
         names = [n for n in args.pipelines if n in ("bm25-only", "dense-only", "hybrid", "best")]
         en_rows = measure(names, english, args.store, "bundled", args.llm_questions, 0)

@@ -71,7 +71,7 @@ def phase_raw(args) -> dict:
         c for cs in _chunker(embedder, args).batch(list(load_documents([args.corpus]))) for c in cs
     ]
     texts = [c.text for c in chunks]
-    model = embedder._load()
+    model = embedder.warm_up()
     model.encode(texts[:8])  # warm-up outside the clock, as ragkit's model is warm too
     start = time.perf_counter()
     with torch.inference_mode():

@@ -36,8 +36,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ragkit.eval.datasets import load_qa_jsonl  # noqa: E402
-from ragkit.workloads import (  # noqa: E402
+from benchmarks.workloads import (  # noqa: E402
     CHAT,
     ITER_RETGEN,
     CallRecord,
@@ -46,6 +45,7 @@ from ragkit.workloads import (  # noqa: E402
     iter_retgen,
     summarize,
 )
+from ragkit.eval.datasets import load_qa_jsonl  # noqa: E402
 
 CRUD_DIR = REPO.parent / "shared" / "data" / "crud-rag"
 RESULTS = REPO / "benchmarks" / "results"
@@ -89,9 +89,11 @@ def bundled_setup(top_k: int, questions: int) -> tuple[Any, list[Any], list[list
     from ragkit.spec import load_spec
 
     spec = load_spec("naive").with_store(tempfile.mkdtemp(prefix="kv-append-index-"))
-    build.ingestor(spec).ingest([str(REPO / "evals" / "bundled" / "corpus")], progress=False)
+    build.ingestor(spec).ingest(
+        [str(REPO / "ragkit" / "eval" / "bundled" / "corpus")], progress=False
+    )
     retriever = DenseRetriever(store=build.store(spec), embedder=build.embedder(spec), top_k=top_k)
-    items = load_qa_jsonl(REPO / "evals" / "bundled" / "questions.jsonl")
+    items = load_qa_jsonl(REPO / "ragkit" / "eval" / "bundled" / "questions.jsonl")
     by_id = {item.id: item for item in items}
     chats = [[by_id[i] for i in ids] for ids in BUNDLED_CHATS]
     return retriever, items[:questions], chats

@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
     questions = [
         json.loads(line)["question"]
-        for line in (REPO / "evals" / "bundled" / "questions.jsonl").read_text().splitlines()
+        for line in (REPO / "ragkit" / "eval" / "bundled" / "questions.jsonl").read_text().splitlines()
     ][: args.questions]
     work = Path(tempfile.mkdtemp(prefix="ragkit-serve-load-"))
     port = free_port()
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         spec_file.write_text(SPEC.format(url=backend, tokens=args.max_tokens))
         store = str(work / "idx")
         spec = load_spec(spec_file).with_store(store)
-        build.ingestor(spec).ingest([str(REPO / "evals" / "bundled" / "corpus")], progress=False)
+        build.ingestor(spec).ingest([str(REPO / "ragkit" / "eval" / "bundled" / "corpus")], progress=False)
         rag = build.pipeline(spec)
         hits = rag.retrieve([rag_query(q) for q in questions])
         direct_bodies = [

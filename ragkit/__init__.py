@@ -4,31 +4,26 @@ Importing the package is cheap: names resolve on first use, and models, chromadb
 only when a component first needs them.
 """
 
-from importlib import import_module
-from typing import Any
+from ragkit.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Answer": "ragkit.types",
-    "AnswerChunk": "ragkit.types",
-    "Chunk": "ragkit.types",
-    "Citation": "ragkit.types",
-    "Document": "ragkit.types",
-    "Prompt": "ragkit.types",
-    "Query": "ragkit.types",
-    "Retrieved": "ragkit.types",
-    "Usage": "ragkit.types",
-    "PipelineSpec": "ragkit.spec",
-    "load_spec": "ragkit.spec",
-    "load_pipeline": "ragkit.build",
-    "RAGPipeline": "ragkit.pipeline",
+    "ragkit.types": (
+        "Answer",
+        "AnswerChunk",
+        "Chunk",
+        "Citation",
+        "Document",
+        "Prompt",
+        "Query",
+        "Retrieved",
+        "Usage",
+    ),
+    "ragkit.spec": ("PipelineSpec", "load_spec"),
+    "ragkit.build": ("load_pipeline",),
+    "ragkit.pipeline": ("RAGPipeline",),
 }
 
-__all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'ragkit' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

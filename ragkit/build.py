@@ -4,19 +4,28 @@ several pipelines (an evaluation comparing them, a server hosting them) load eac
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ragkit.errors import ConfigError
+from ragkit.components import GENERATORS, RETRIEVERS
+from ragkit.protocols import Embedder, Generator, Retriever, Store
+from ragkit.registry import Parts
 from ragkit.spec import EmbedderSpec, GeneratorSpec, PipelineSpec, StoreSpec, load_spec
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import Runnable
+
+    from ragkit.chunking import TokenChunker
+    from ragkit.ingest import Ingestor
 
 _lock = threading.RLock()
 _registry: dict[tuple[str, Any], Any] = {}
 
 
 @cache
-def _embedder(spec: EmbedderSpec) -> Any:
+def _embedder(spec: EmbedderSpec) -> Embedder:
     from ragkit.embedding import Embedder
     from ragkit.retrieval.e5 import E5Embedder, is_e5
 
@@ -30,95 +39,63 @@ def _embedder(spec: EmbedderSpec) -> Any:
 
 
 @cache
-def _store(spec: StoreSpec, embedding_model: str) -> Any:
+def _store(spec: StoreSpec, embedding_model: str) -> Store:
     from ragkit.store import ChromaStore
 
     return ChromaStore(spec.location, spec.collection, embedding_model=embedding_model)
 
 
 @cache
-def _generator(spec: GeneratorSpec) -> Any:
-    concurrency = {} if spec.max_concurrency is None else {"max_concurrency": spec.max_concurrency}
-    if spec.kind == "local":
-        from ragkit.generation.local import LocalGenerator
-
-        return LocalGenerator(
-            model=spec.model or "packaged",
-            max_new_tokens=spec.max_new_tokens,
-            temperature=spec.temperature,
-            prefix_cache_bytes=spec.prefix_cache_mb * 2**20,
-            **concurrency,
-        )
-    if spec.kind == "openai":
-        if not spec.base_url:
-            raise ConfigError("generator.base_url: required when generator.kind is 'openai'")
-        from ragkit.generation.openai_compat import OpenAICompatibleGenerator
-
-        return OpenAICompatibleGenerator(
-            base_url=spec.base_url,
-            model=spec.model,
-            api_key=spec.api_key,
-            timeout_s=spec.timeout_s,
-            max_new_tokens=spec.max_new_tokens,
-            temperature=spec.temperature,
-            **concurrency,
-        )
-    from ragkit.generation.vllm import VLLMGenerator
-
-    if not spec.model:
-        raise ConfigError("generator.model: required when generator.kind is 'vllm'")
-    return VLLMGenerator(
-        model=spec.model,
-        max_new_tokens=spec.max_new_tokens,
-        temperature=spec.temperature,
-        **concurrency,
-    )
+def _generator(spec: GeneratorSpec) -> Generator:
+    # Cached per generator section, so it may use no other part of a pipeline.
+    return GENERATORS.build(spec.kind, spec, Parts())
 
 
-def register_embedder(spec: EmbedderSpec, instance: Any) -> None:
+def register_embedder(spec: EmbedderSpec, instance: Embedder) -> None:
     """Reuse an already loaded embedder for every spec with these settings."""
     with _lock:
         _registry[("embedder", spec)] = instance
 
 
-def register_generator(spec: GeneratorSpec, instance: Any) -> None:
+def register_generator(spec: GeneratorSpec, instance: Generator) -> None:
     """Reuse an already loaded generator for every spec with these settings."""
     with _lock:
         _registry[("generator", spec)] = instance
 
 
-def embedder(spec: PipelineSpec) -> Any:
+def embedder(spec: PipelineSpec) -> Embedder:
     with _lock:
         return _registry.get(("embedder", spec.embedder)) or _embedder(spec.embedder)
 
 
-def store(spec: PipelineSpec) -> Any:
+def store(spec: PipelineSpec) -> Store:
     with _lock:
         return _store(spec.store, spec.embedder.model)
 
 
-def generator(spec: PipelineSpec) -> Any:
+def generator(spec: PipelineSpec) -> Generator:
     with _lock:
         return _registry.get(("generator", spec.generator)) or _generator(spec.generator)
 
 
-def retriever(spec: PipelineSpec) -> Any:
-    from ragkit.retrieval import BM25Retriever, DenseRetriever, HybridRetriever
+def parts(spec: PipelineSpec) -> Parts:
+    """The shared components a registered maker or a user's class may ask for."""
+    return Parts(
+        embedder=lambda: embedder(spec),
+        store=lambda: store(spec),
+        generator=lambda: generator(spec),
+    )
 
+
+def retriever(spec: PipelineSpec) -> Retriever:
     r = spec.retriever
     # A reranker needs a shortlist longer than the final top_k to choose from.
-    top_k = r.top_k if spec.rerank is None else max(r.top_k, spec.rerank.candidates)
-    if r.kind == "bm25":
-        return BM25Retriever(store(spec), top_k=top_k, terms=r.lexical)
-    dense = DenseRetriever(store=store(spec), embedder=embedder(spec), top_k=top_k)
-    if r.kind == "dense":
-        return dense
-    dense_wide = DenseRetriever(store=store(spec), embedder=embedder(spec), top_k=r.candidate_k)
-    bm25_wide = BM25Retriever(store(spec), top_k=r.candidate_k, terms=r.lexical)
-    return HybridRetriever(retrievers=[dense_wide, bm25_wide], top_k=top_k)
+    if spec.rerank is not None:
+        r = r.model_copy(update={"top_k": max(r.top_k, spec.rerank.candidates)})
+    return RETRIEVERS.build(r.kind, r, parts(spec))
 
 
-def chunker(spec: PipelineSpec) -> Any:
+def chunker(spec: PipelineSpec) -> TokenChunker:
     from ragkit.chunking import TokenChunker
 
     c = spec.chunker
@@ -133,32 +110,30 @@ def chunker(spec: PipelineSpec) -> Any:
     )
 
 
-def ingestor(spec: PipelineSpec) -> Any:
+def ingestor(spec: PipelineSpec) -> Ingestor:
     from ragkit.ingest import Ingestor
 
     return Ingestor(store=store(spec), embedder=embedder(spec), chunker=chunker(spec))
 
 
-def pipeline(spec: PipelineSpec) -> Any:
+def pipeline(spec: PipelineSpec) -> Runnable:
     from ragkit.pipeline import RAGPipeline
     from ragkit.prompting import PromptAssembler
     from ragkit.stages.factory import build_reranker, build_rewriter, wrap_iterate
 
     p = spec.prompt
     assembler = PromptAssembler(layout=p.layout, system=p.system, instruction=p.instruction)
+    shared = parts(spec)
     search = retriever(spec)
     rewriter = None
     if spec.rewrite is not None and spec.rewrite.mode == "history":
+        # Searching with and without the history needs the retriever, not a rewritten query.
         from ragkit.stages.history import HistorySearch
 
         search = HistorySearch(retriever=search, turns=spec.rewrite.turns, top_k=search.top_k)
     elif spec.rewrite is not None:
-        rewriter = build_rewriter(spec.rewrite, generator(spec))
-    reranker = (
-        None
-        if spec.rerank is None
-        else build_reranker(spec.rerank, embedder(spec), generator(spec))
-    )
+        rewriter = build_rewriter(spec.rewrite, shared)
+    reranker = None if spec.rerank is None else build_reranker(spec.rerank, shared)
     rag = RAGPipeline(
         retriever=search,
         generator=generator(spec),
@@ -172,7 +147,16 @@ def pipeline(spec: PipelineSpec) -> Any:
 
 
 def load_pipeline(
-    name_or_path: str | Path, *, store_location: str | None = None, collection: str | None = None
-) -> Any:
-    """A ready pipeline from a named spec in `pipelines/` or a YAML file."""
-    return pipeline(load_spec(name_or_path).with_store(store_location, collection))
+    name_or_path: str | Path,
+    *,
+    store_location: str | None = None,
+    collection: str | None = None,
+    **overrides: Mapping[str, Any] | None,
+) -> Runnable:
+    """A ready pipeline from a named spec in `ragkit/pipelines/` or a YAML file.
+
+    Keyword sections change settings in one call, validated as YAML is:
+    `load_pipeline("naive", generator={"max_new_tokens": 48})`.
+    """
+    spec = load_spec(name_or_path).with_store(store_location, collection)
+    return pipeline(spec.override(**overrides) if overrides else spec)

@@ -8,11 +8,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from ragkit.errors import ConfigError
 from ragkit.models import DEFAULT_EMBEDDING_MODEL, resolve_embedding_model
+from ragkit.runnable import BatchedRunnable
 from ragkit.text import sentence_spans
 from ragkit.types import Chunk, Document
 
@@ -38,7 +39,7 @@ def _default_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(location)
 
 
-class TokenChunker(RunnableSerializable[Document, list[Chunk]]):
+class TokenChunker(BatchedRunnable[Document, list[Chunk]]):
     """Windows of at most `chunk_tokens` tokens, measured with the embedder's tokenizer.
 
     Counting the embedder's own tokens (not characters or words) is what keeps every chunk
@@ -67,25 +68,11 @@ class TokenChunker(RunnableSerializable[Document, list[Chunk]]):
             )
         return self
 
-    def invoke(
-        self, input: Document, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> list[Chunk]:
-        return self._call_with_config(lambda doc: self._split([doc])[0], input, config)
-
-    def batch(
-        self,
-        inputs: list[Document],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
+    def _run_batch(
+        self, inputs: list[Document], config: list[RunnableConfig] | RunnableConfig | None = None
     ) -> list[list[Chunk]]:
         """All documents go through one tokenizer call, which the Rust tokenizer parallelises."""
-        if not inputs:
-            return []
-        return self._batch_with_config(
-            self._split, inputs, config, return_exceptions=return_exceptions, **kwargs
-        )
+        return self._split(inputs)
 
     def split_documents(self, docs: Iterable[Document], *, batch_size: int = 64) -> Iterator[Chunk]:
         """Chunks of a stream of documents, tokenized `batch_size` documents at a time so a

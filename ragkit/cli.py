@@ -245,6 +245,10 @@ def eval_command(
     ] = None,
     articles: Annotated[int, typer.Option("--articles", help="CRUD-RAG articles to index.")] = 3000,
     ragas: Annotated[bool, typer.Option("--ragas/--no-ragas")] = True,
+    questeval: Annotated[
+        bool,
+        typer.Option("--questeval/--no-questeval", help="RAGQuestEval (model calls per item)."),
+    ] = True,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 4,
     engine: EngineOpt = "local",
     address: AddressOpt = None,
@@ -267,7 +271,9 @@ def eval_command(
         runs=runs,
         run_dir=run_dir,
         store_location=store,
-        options=EvalOptions(batch_size=batch_size, use_ragas=ragas, judge_url=judge),
+        options=EvalOptions(
+            batch_size=batch_size, use_ragas=ragas, judge_url=judge, questeval=questeval
+        ),
         data=data,
         articles=articles,
         progress=sys.stderr.isatty(),

@@ -73,7 +73,7 @@ class RAGPipeline(BatchedRunnable[PipelineInput, Answer]):
             if piece.answer is None:
                 yield piece
             else:
-                yield AnswerChunk("", self._finish(piece.answer, query, prompt, retrieved))
+                yield AnswerChunk("", self.finish(piece.answer, query, prompt, retrieved))
 
     # ---- steps ------------------------------------------------------------------------
     def _run_batch(
@@ -87,23 +87,38 @@ class RAGPipeline(BatchedRunnable[PipelineInput, Answer]):
         prompts = [self.prompt_for(q, hits) for q, hits in zip(queries, retrieved, strict=True)]
         answers = self.generator.batch(prompts, child)
         return [
-            self._finish(a, q, p, r)
+            self.finish(a, q, p, r)
             for a, q, p, r in zip(answers, queries, prompts, retrieved, strict=True)
         ]
 
-    def retrieve(
+    def search_queries(
         self, queries: Sequence[Query], config: RunnableConfig | None = None
-    ) -> list[list[Retrieved]]:
-        """Search (after rewriting) and rerank for each query; one retriever batch for all."""
+    ) -> list[list[Query]]:
+        """What each query is searched with: the rewriter's queries, or the query itself."""
         if self.rewriter is None:
-            search = [[q] for q in queries]
-        else:
-            search = [
-                [dataclasses.replace(q, question=s) for s in rewritten]
-                for q, rewritten in zip(
-                    queries, self.rewriter.batch(list(queries), config), strict=True
-                )
-            ]
+            return [[q] for q in queries]
+        return [
+            [dataclasses.replace(q, question=s) for s in rewritten]
+            for q, rewritten in zip(
+                queries, self.rewriter.batch(list(queries), config), strict=True
+            )
+        ]
+
+    def retrieve(
+        self,
+        queries: Sequence[Query],
+        config: RunnableConfig | None = None,
+        *,
+        search: Sequence[Sequence[Query]] | None = None,
+    ) -> list[list[Retrieved]]:
+        """Search (after rewriting) and rerank for each query; one retriever batch for all.
+
+        `search` gives each query's search queries instead of `search_queries` (a caller that
+        already rewrote, or one that searches with its own text, as Iter-RetGen's later
+        rounds do); the reranker still judges against the query's own question.
+        """
+        if search is None:
+            search = self.search_queries(queries, config)
         flat = [s for group in search for s in group]
         hits = self.retriever.batch(flat, config)
         results: list[list[Retrieved]] = []
@@ -114,17 +129,28 @@ class RAGPipeline(BatchedRunnable[PipelineInput, Answer]):
             # A reranker chooses from the whole fused shortlist, not just its first top_k.
             width = max(len(x) for x in lists) if self.reranker is not None else self.top_k
             results.append(_fuse(lists, max(width, 1)) if len(lists) > 1 else list(lists[0]))
+        return self.rerank(queries, results, config)
+
+    def rerank(
+        self,
+        queries: Sequence[Query],
+        shortlists: list[list[Retrieved]],
+        config: RunnableConfig | None = None,
+    ) -> list[list[Retrieved]]:
+        """Each shortlist re-ordered by the reranker (if any) and cut to `top_k`."""
         if self.reranker is not None:
-            results = self.reranker.batch(
+            shortlists = self.reranker.batch(
                 [
                     {"query": q.question, "retrieved": r}
-                    for q, r in zip(queries, results, strict=True)
+                    for q, r in zip(queries, shortlists, strict=True)
                 ],
                 config,
             )
-        return [r[: self.top_k] for r in results]
+        return [r[: self.top_k] for r in shortlists]
 
     def prompt_for(self, query: Query, retrieved: Sequence[Retrieved]) -> Prompt:
+        """The one place a query and its passages become a prompt: history, the query's task
+        prompt and answer cue all go in, so every caller asks the model the same way."""
         return self.assembler.assemble(
             query.question,
             retrieved,
@@ -133,9 +159,11 @@ class RAGPipeline(BatchedRunnable[PipelineInput, Answer]):
             cue=query.cue,
         )
 
-    def _finish(
-        self, answer: Answer, query: Query, prompt: Prompt, retrieved: list[Retrieved]
+    def finish(
+        self, answer: Answer, query: Query, prompt: Prompt, retrieved: Sequence[Retrieved]
     ) -> Answer:
+        """The generator's answer with citations mapped to passages, the question and the
+        passages attached."""
         citations = cite(answer.text, prompt.segments) or attribute(
             answer.text, prompt.segments, query.question
         )

@@ -5,20 +5,57 @@ generator) by changing only locations."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ragkit import components
 from ragkit.errors import ConfigError
 from ragkit.models import DEFAULT_EMBEDDING_MODEL
+from ragkit.registry import IMPORT_PATH, Registry, import_class, options_model
 
-PIPELINES_DIR = Path(__file__).resolve().parents[1] / "pipelines"
+PIPELINES_DIR = Path(__file__).resolve().parent / "pipelines"
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __hash__(self) -> int:
+        # Sections key the shared-model caches; `options` may hold lists and dicts.
+        return hash((type(self), self.model_dump_json()))
+
+
+class _Pluggable(_Spec):
+    """A section whose `kind` resolves through a registry: a registered name, or a user's class
+    as `module:Class` whose constructor takes `options` (checked when the spec is loaded)."""
+
+    _registry: ClassVar[Registry]
+    _kind_field: ClassVar[str] = "kind"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("kind", "mode", check_fields=False)
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        return cls._registry.check(kind)
+
+    @model_validator(mode="after")
+    def _options_need_a_class(self) -> _Pluggable:
+        kind = getattr(self, self._kind_field)
+        if self.options and not IMPORT_PATH.match(kind):
+            raise ValueError(
+                f"options are for a class named by import path; {kind!r} takes its settings as "
+                "keys of this section"
+            )
+        return self
+
+    @property
+    def plugin(self) -> str | None:
+        """The import path of a user's class, or None for a registered kind."""
+        kind = getattr(self, self._kind_field)
+        return kind if IMPORT_PATH.match(kind) else None
 
 
 class StoreSpec(_Spec):
@@ -47,16 +84,18 @@ class ChunkerSpec(_Spec):
     respect_sentences: bool = True
 
 
-class RetrieverSpec(_Spec):
-    kind: Literal["dense", "bm25", "hybrid"] = "dense"
+class RetrieverSpec(_Pluggable):
+    _registry = components.RETRIEVERS
+    kind: str = "dense"
     top_k: int = Field(5, gt=0, le=200)
     candidate_k: int = Field(20, gt=0, le=1000)
     # BM25 index terms: jieba words, or words plus Chinese character bigrams.
     lexical: Literal["words", "words+bigrams"] = "words"
 
 
-class GeneratorSpec(_Spec):
-    kind: Literal["local", "openai", "vllm"] = "local"
+class GeneratorSpec(_Pluggable):
+    _registry = components.GENERATORS
+    kind: str = "local"
     model: str | None = None
     base_url: str | None = None
     api_key: str | None = None
@@ -74,18 +113,21 @@ class PromptSpec(_Spec):
     instruction: str | None = None
 
 
-class RewriteSpec(_Spec):
+class RewriteSpec(_Pluggable):
     # Follow-ups in a conversation: `standalone` has the model resolve them from the history;
     # `history` searches them with the user's earlier questions (no model call).
-    mode: Literal["rewrite", "multi-query", "hyde", "standalone", "history"] = "rewrite"
+    _registry = components.REWRITERS
+    _kind_field = "mode"
+    mode: str = "rewrite"
     n: int = Field(3, gt=0, le=10)  # rewrites for multi-query
     turns: int = Field(3, gt=0, le=20)  # earlier user questions searched, for `history`
     template: str | None = None
     max_new_tokens: int = Field(96, gt=0, le=1024)
 
 
-class RerankSpec(_Spec):
-    kind: Literal["cross-encoder", "embedder", "llm-judge", "rrf"] = "embedder"
+class RerankSpec(_Pluggable):
+    _registry = components.RERANKERS
+    kind: str = "embedder"
     model: str | None = None
     candidates: int = Field(20, gt=0, le=500)
 
@@ -116,6 +158,20 @@ class PipelineSpec(_Spec):
             update={k: v for k, v in {"location": location, "collection": collection}.items() if v}
         )
         return self.model_copy(update={"store": store})
+
+    def override(self, **sections: Any) -> PipelineSpec:
+        """This spec with some settings changed, validated exactly as YAML would be.
+
+        `spec.override(generator={"max_new_tokens": 48}, rerank=None)` changes one generator
+        setting and drops the reranker; other settings keep their values.
+        """
+        raw = self.model_dump()
+        for name, value in sections.items():
+            if isinstance(value, Mapping) and isinstance(raw.get(name), dict):
+                raw[name] = {**raw[name], **value}
+            else:
+                raw[name] = value
+        return parse_spec(raw, origin=f"pipeline {self.name!r}")
 
 
 def pipeline_names() -> list[str]:
@@ -152,21 +208,43 @@ def load_spec(name_or_path: str | Path) -> PipelineSpec:
 
 def parse_spec(raw: dict[str, Any], origin: str = "<spec>") -> PipelineSpec:
     try:
-        return PipelineSpec.model_validate(raw)
+        spec = PipelineSpec.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        reason = first["msg"]
-        if first["type"] == "extra_forbidden":
-            reason = "unknown key"
-        value = first.get("input")
-        shown = (
-            ""
-            if first["type"] == "extra_forbidden" or isinstance(value, dict)
-            else f" (got {value!r})"
-        )
-        more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise ConfigError(f"{origin}: {key}: {reason}{shown}{more}") from exc
+        raise ConfigError(f"{origin}: {_first_error(exc)}") from exc
+    _check_plugins(spec, origin)
+    return spec
+
+
+def _first_error(exc: ValidationError, prefix: str = "") -> str:
+    """`key: reason (got value)` for the first error, and how many more there are."""
+    first = exc.errors()[0]
+    loc = (prefix, *first["loc"]) if prefix else first["loc"]
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    reason = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        reason = "unknown key"
+    value = first.get("input")
+    shown = (
+        "" if first["type"] == "extra_forbidden" or isinstance(value, dict) else f" (got {value!r})"
+    )
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{key}: {reason}{shown}{more}"
+
+
+def _check_plugins(spec: PipelineSpec, origin: str) -> None:
+    """A user's class named by import path must import, and its options must fit its fields."""
+    for name in ("retriever", "generator", "rewrite", "rerank"):
+        section = getattr(spec, name)
+        if section is None or section.plugin is None:
+            continue
+        try:
+            cls = import_class(section.plugin)
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: {name}.{section._kind_field}: {exc}") from exc
+        try:
+            options_model(cls).model_validate(section.options)
+        except ValidationError as exc:
+            raise ConfigError(f"{origin}: {_first_error(exc, f'{name}.options')}") from exc
 
 
 def _pipelines_dir() -> Path:

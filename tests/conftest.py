@@ -38,7 +38,7 @@ def crud_rag_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def bundled_corpus() -> Path:
-    return REPO / "evals" / "bundled" / "corpus"
+    return REPO / "ragkit" / "eval" / "bundled" / "corpus"
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +70,20 @@ def bundled_spec(tmp_path_factory, bundled_corpus, embedder, local_generator):
     spec = spec.model_copy(update={"retriever": spec.retriever.model_copy(update={"top_k": 2})})
     build.register_embedder(spec.embedder, embedder)
     build.register_generator(spec.generator, local_generator)
+    build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)
+    return spec
+
+
+@pytest.fixture(scope="session")
+def scripted_spec(tmp_path_factory, bundled_corpus, embedder):
+    """The `naive` spec on a fresh index of the bundled corpus, answered by the scripted
+    generator: real retrieval, no model generation, so logic tests take milliseconds."""
+    from ragkit import build
+    from ragkit.spec import load_spec
+
+    spec = load_spec("naive").with_store(str(tmp_path_factory.mktemp("scripted-index")))
+    spec = spec.override(generator={"kind": "scripted"}, retriever={"top_k": 2})
+    build.register_embedder(spec.embedder, embedder)
     build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)
     return spec
 

@@ -75,7 +75,9 @@ def test_corpus_has_the_promised_formats_and_sizes(bundled_corpus):
 def test_pdf_rebuilds_byte_for_byte(repo_root, bundled_corpus, tmp_path):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("make_pdf", repo_root / "evals" / "make_pdf.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_pdf", repo_root / "ragkit" / "eval" / "bundled" / "make_pdf.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     rebuilt = module.build(tmp_path / "report.pdf")

@@ -50,7 +50,7 @@ def test_ingest_then_reingest_is_unchanged(tmp_path, bundled_corpus, bundled_spe
 
 @pytest.mark.slow
 def test_query_from_a_questions_file_prints_sources(bundled_spec, repo_root):
-    questions = repo_root / "evals" / "bundled" / "questions.jsonl"
+    questions = repo_root / "ragkit" / "eval" / "bundled" / "questions.jsonl"
     result = run(
         "query",
         "--questions",

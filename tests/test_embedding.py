@@ -52,7 +52,7 @@ def test_runnable_invoke_and_batch_match_query_embedding(embedder):
 
 def test_prefixes_apply_to_their_side_only(embedder):
     prefixed = Embedder(passage_prefix="passage: ", query_prefix="query: ")
-    prefixed._model = embedder._load()  # share the loaded weights; the prefixes are the subject
+    prefixed._model = embedder.warm_up()  # share the loaded weights; the prefixes are the subject
     text = ENGLISH[0]
     plain = embedder.embed_documents([text])[0]
     as_passage = prefixed.embed_documents([text])[0]

@@ -93,7 +93,7 @@ def test_tokenizer_and_limits_are_the_models_own():
 def test_encoder_speaks_the_sentence_transformers_encode_call():
     """Code that times `model.encode` directly (benchmarks) runs the same backend."""
     embedder = Embedder(backend="onnx-int8")
-    model = embedder._load()
+    model = embedder.warm_up()
     assert isinstance(model, OnnxEncoder)
     raw = model.encode(SENTENCES, batch_size=2, normalize_embeddings=True)
     np.testing.assert_allclose(raw, embedder.embed_documents(SENTENCES), atol=1e-5)
@@ -130,7 +130,7 @@ def test_auto_keeps_torch_and_onnx_is_opt_in(monkeypatch):
 def test_onnx_export_passes_its_validation():
     embedder = Embedder(backend="onnx")
     assert embedder.resolved_backend == "onnx"
-    assert embedder._load().manifest["validation"]["min_cosine"] >= 0.999
+    assert embedder.warm_up().manifest["validation"]["min_cosine"] >= 0.999
 
 
 def test_unknown_backend_is_named_in_the_error(monkeypatch):

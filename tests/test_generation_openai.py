@@ -43,6 +43,7 @@ def client(server_url) -> OpenAICompatibleGenerator:
     return OpenAICompatibleGenerator(server_url, max_new_tokens=16)
 
 
+@pytest.mark.slow
 def test_plain_invoke_resolves_the_model_and_reports_usage(client):
     answer = client.invoke("What is 2 + 3? Reply with just the number.")
     assert "5" in answer.text
@@ -52,6 +53,7 @@ def test_plain_invoke_resolves_the_model_and_reports_usage(client):
     assert answer.usage.time_to_first_token_s == answer.usage.total_time_s > 0
 
 
+@pytest.mark.slow
 def test_stream_yields_deltas_and_usage(client):
     chunks = list(client.stream("List three fruits, comma separated."))
     assert all(isinstance(c, AnswerChunk) for c in chunks)
@@ -63,6 +65,7 @@ def test_stream_yields_deltas_and_usage(client):
     assert 0 < final.usage.time_to_first_token_s < final.usage.total_time_s
 
 
+@pytest.mark.slow
 def test_stream_and_invoke_agree_greedily(client):
     prompt = Prompt.plain("Name the capital of France in one word.")
     assert client.invoke(prompt).text == chunks_text(client.stream(prompt))
@@ -72,6 +75,7 @@ def chunks_text(chunks) -> str:
     return "".join(c.text for c in chunks).strip()
 
 
+@pytest.mark.slow
 def test_async_invoke_and_stream(client):
     async def run():
         answer = await client.ainvoke("Say the word 'blue'.")
@@ -84,6 +88,7 @@ def test_async_invoke_and_stream(client):
     assert chunks[-1].answer.text == answer.text
 
 
+@pytest.mark.slow
 def test_batch_and_stop_strings(client):
     prompts = ["Count from 1 to 9 separated by spaces.", "Say the word 'green'."]
     answers = client.batch(prompts)
@@ -93,6 +98,7 @@ def test_batch_and_stop_strings(client):
     assert "5" not in cut.text and cut.text
 
 
+@pytest.mark.slow
 def test_cached_prompt_tokens_from_the_server(client, server_url):
     """llama.cpp reuses the KV of the previous prompt's longest common prefix."""
     probe = httpx.post(
@@ -108,12 +114,14 @@ def test_cached_prompt_tokens_from_the_server(client, server_url):
     assert second.usage.cached_prompt_tokens > 300
 
 
+@pytest.mark.slow
 def test_context_overflow_is_a_server_message(client):
     with pytest.raises(ModelServerError) as err:
         client.invoke("word " * 5000)
     assert "HTTP 400" in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_timeout_raises_quickly(server_url):
     slow = OpenAICompatibleGenerator(server_url, timeout_s=0.05, max_retries=0)
     started = time.monotonic()

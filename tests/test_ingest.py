@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import chroma_server
 
 from ragkit.chunking import TokenChunker
@@ -130,6 +131,7 @@ KILLED_RUN = textwrap.dedent(
 ).format(ct=CHUNK_TOKENS, ov=OVERLAP)
 
 
+@pytest.mark.slow
 def test_killed_ingestion_resumes_without_duplicates_or_losses(tmp_path, embedder, repo_root):
     corpus = _write_corpus(tmp_path / "docs", 24, sentences=30)
     script = tmp_path / "run.py"
@@ -170,6 +172,7 @@ def test_killed_ingestion_resumes_without_duplicates_or_losses(tmp_path, embedde
     assert killed.get_chunks() == clean.get_chunks()
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_after_the_current_batch_keeping_what_was_written(
     tmp_path, embedder, repo_root
 ):

@@ -70,7 +70,7 @@ def offline_rag(index):
 
 
 def questions(repo_root: Path, n: int) -> list[str]:
-    lines = (repo_root / "evals" / "bundled" / "questions.jsonl").read_text().splitlines()
+    lines = (repo_root / "ragkit" / "eval" / "bundled" / "questions.jsonl").read_text().splitlines()
     return [json.loads(line)["question"] for line in lines[:n]]
 
 

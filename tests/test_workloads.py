@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.workloads import CHAT, ITER_RETGEN, CallRecord, chat, iter_retgen, summarize
 from ragkit.eval.datasets import load_qa_jsonl
 from ragkit.generation.kv_cache import common_prefix_length
 from ragkit.generation.local import LocalGenerator
 from ragkit.prompting import PromptAssembler
-from ragkit.workloads import CHAT, ITER_RETGEN, CallRecord, chat, iter_retgen, summarize
 
 ROUNDS = 3
 TOP_K = 2
@@ -34,7 +34,7 @@ def retriever(bundled_spec):
 
 @pytest.fixture(scope="module")
 def items(repo_root):
-    by_id = {i.id: i for i in load_qa_jsonl(repo_root / "evals/bundled/questions.jsonl")}
+    by_id = {i.id: i for i in load_qa_jsonl(repo_root / "ragkit/eval/bundled/questions.jsonl")}
     return by_id
 
 
@@ -185,9 +185,9 @@ def test_invalid_settings_name_the_value(retriever):
 def test_prepend_ranks_passages_for_the_current_round():
     """Prepend leads with this round's ranking (scores of other queries are not comparable) and
     still shows every passage found so far, so both layouts hold the same set."""
+    from benchmarks.workloads import _Draft
     from ragkit.eval.tasks import EvalItem
     from ragkit.types import Chunk, Retrieved
-    from ragkit.workloads import _Draft
 
     def hit(i: int, score: float) -> Retrieved:
         return Retrieved(Chunk(f"d{i}:0", f"d{i}", f"passage {i}", 0, 9, {}), score, i)

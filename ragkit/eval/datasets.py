@@ -190,8 +190,8 @@ def load_task_jsonl(path: str | Path, task: TaskKind) -> list[EvalItem]:
 
 
 def evals_root() -> Path:
-    """The repository's `evals/` folder, found next to the installed `ragkit` package."""
-    return Path(__file__).resolve().parents[2] / "evals"
+    """The folder of suites that ship inside the package (`bundled/`), found by suite name."""
+    return Path(__file__).resolve().parent
 
 
 def _suite_file(name_or_path: str | Path) -> Path:
@@ -205,14 +205,14 @@ def _suite_file(name_or_path: str | Path) -> Path:
         if candidate.is_file():
             return candidate
         raise ConfigError(
-            f"suite {name_or_path!r}: no {candidate} (the evals folder ships with the source "
-            "checkout; pass the path to a suite.yaml instead)"
+            f"suite {name_or_path!r}: no {candidate} (known: {BUNDLED}; pass the path to a "
+            "suite.yaml instead)"
         )
     raise ConfigError(f"suite {str(name_or_path)!r}: no such file or folder")
 
 
 def load_suite(name_or_path: str | Path = BUNDLED) -> Suite:
-    """Load a suite by name (`"bundled"` → `evals/bundled/suite.yaml`) or by path.
+    """Load a suite by name (`"bundled"` → `ragkit/eval/bundled/suite.yaml`) or by path.
 
     A suite file is YAML with `name`, `description`, `corpus` (a folder) and `tasks` (a map from
     task kind to a JSONL file); paths are relative to the suite file.

@@ -7,13 +7,13 @@ defined here without import cycles.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
-from typing import Any
 
-from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, field_validator
 
+from ragkit.lazy import lazy_exports
+from ragkit.runnable import BatchedRunnable
 from ragkit.types import Query, Retrieved
 
 __all__ = [
@@ -26,18 +26,13 @@ __all__ = [
 ]
 
 _LAZY = {
-    "DenseRetriever": "ragkit.retrieval.dense",
-    "BM25Retriever": "ragkit.retrieval.bm25",
-    "HybridRetriever": "ragkit.retrieval.fusion",
-    "reciprocal_rank_fusion": "ragkit.retrieval.fusion",
+    "ragkit.retrieval.dense": ("DenseRetriever",),
+    "ragkit.retrieval.bm25": ("BM25Retriever",),
+    "ragkit.retrieval.fusion": ("HybridRetriever", "reciprocal_rank_fusion"),
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragkit.retrieval' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, _ = lazy_exports(__name__, _LAZY)
 
 
 def as_query(value: Query | str) -> Query:
@@ -56,7 +51,7 @@ def check_top_k(top_k: int) -> int:
     return top_k
 
 
-class Retriever(RunnableSerializable[Query | str, list[Retrieved]]):
+class Retriever(BatchedRunnable[Query | str, list[Retrieved]]):
     """Base for retrievers: one batched path (`retrieve`), with `invoke` as a batch of one.
 
     Subclasses implement `_retrieve(queries, top_k)` for validated Query objects; `batch`
@@ -89,21 +84,7 @@ class Retriever(RunnableSerializable[Query | str, list[Retrieved]]):
     def _retrieve(self, queries: list[Query], top_k: int) -> list[list[Retrieved]]:
         raise NotImplementedError
 
-    def invoke(
-        self, input: Query | str, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> list[Retrieved]:
-        return self._call_with_config(lambda q: self.retrieve([q])[0], input, config)
-
-    def batch(
-        self,
-        inputs: list[Query | str],
-        config: RunnableConfig | list[RunnableConfig] | None = None,
-        *,
-        return_exceptions: bool = False,
-        **kwargs: Any,
+    def _run_batch(
+        self, inputs: list[Query | str], config: list[RunnableConfig] | RunnableConfig | None = None
     ) -> list[list[Retrieved]]:
-        if not inputs:
-            return []
-        return self._batch_with_config(
-            lambda qs: self.retrieve(qs), inputs, config, return_exceptions=return_exceptions
-        )
+        return self.retrieve(inputs)

