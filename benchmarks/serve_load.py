@@ -38,6 +38,7 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+BUNDLED = REPO / "ragkit" / "eval" / "bundled"
 # Short passages and instructions keep prompts small: the run measures the server's overhead
 # on a shared CPU, not the model's prefill speed.
 SPEC = """\
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     questions = [
         json.loads(line)["question"]
-        for line in (REPO / "ragkit" / "eval" / "bundled" / "questions.jsonl").read_text().splitlines()
+        for line in (BUNDLED / "questions.jsonl").read_text().splitlines()
     ][: args.questions]
     work = Path(tempfile.mkdtemp(prefix="ragkit-serve-load-"))
     port = free_port()
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         spec_file.write_text(SPEC.format(url=backend, tokens=args.max_tokens))
         store = str(work / "idx")
         spec = load_spec(spec_file).with_store(store)
-        build.ingestor(spec).ingest([str(REPO / "ragkit" / "eval" / "bundled" / "corpus")], progress=False)
+        build.ingestor(spec).ingest([str(BUNDLED / "corpus")], progress=False)
         rag = build.pipeline(spec)
         hits = rag.retrieve([rag_query(q) for q in questions])
         direct_bodies = [
