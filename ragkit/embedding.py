@@ -288,7 +288,11 @@ class Embedder(BatchedRunnable[str, list[float]]):
                 normalize_embeddings=self.normalize,
                 show_progress_bar=False,
             )
-        return encoded.float().cpu().numpy()
+            encoded = encoded.float()
+            if self.normalize:
+                # bf16 normalizes at bf16 precision; cosine stores expect unit float32 vectors.
+                encoded = torch.nn.functional.normalize(encoded, dim=-1)
+        return encoded.cpu().numpy()
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Passage vectors, float32, shape (n, dimension)."""

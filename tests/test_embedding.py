@@ -26,7 +26,9 @@ def test_documents_are_float32_unit_vectors_in_input_order(embedder):
     assert vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     one_by_one = np.stack([embedder.embed_documents([t])[0] for t in ENGLISH])
-    np.testing.assert_allclose(vectors, one_by_one, atol=1e-4)
+    # bf16 (chosen on CPUs with native bf16) rounds padded batches differently from single texts
+    tolerance = 1e-4 if embedder.dtype == "float32" else 1e-2
+    np.testing.assert_allclose(vectors, one_by_one, atol=tolerance)
 
 
 def test_similar_meaning_scores_higher(embedder):

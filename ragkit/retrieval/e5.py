@@ -103,9 +103,9 @@ class E5Embedder(Embedder):
     def uses_packaged(self) -> bool:
         return self.model.lower().rstrip("/") in PACKAGED_E5_NAMES and packaged_e5_available()
 
-    def _load(self) -> Any:
+    def warm_up(self) -> Any:
         if not self.uses_packaged:
-            return super()._load()
+            return super().warm_up()
         if self._packaged is None:
             with self._lock:
                 if self._packaged is None:
@@ -129,7 +129,7 @@ class E5Embedder(Embedder):
     def _packaged_encode(self, texts: Sequence[str], *, query: bool) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("expected a sequence of strings, got one str")
-        model = self._load()
+        model = self.warm_up()
         if not texts:
             return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
         # The engine adds "query: " / "passage: " itself.
