@@ -4,8 +4,8 @@ a real chromadb index of the bundled corpus, driven by the official `openai` cli
 from __future__ import annotations
 
 import json
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -43,7 +43,9 @@ def serve_pipeline(tmp_path_factory, bundled_corpus: Path, local_generator):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, bundled_corpus, local_generator):
     rag = serve_pipeline(tmp_path_factory, bundled_corpus, local_generator)
-    settings = ServeSettings(api_key=KEY, max_queue=1, max_tokens_limit=64, max_body_bytes=20_000)
+    settings = ServeSettings(
+        api_key=KEY, max_queue=1, max_concurrency=1, max_tokens_limit=64, max_body_bytes=20_000
+    )
     with BackgroundServer(create_app([rag], settings)) as running:
         yield running
 
@@ -197,32 +199,24 @@ def test_client_disconnect_stops_generation(server):
 
 @pytest.mark.slow
 def test_full_queue_answers_503(server):
-    results: dict[str, httpx.Response] = {}
-    with httpx.stream(
-        "POST", server.url + "/v1/chat/completions", json=ask(48, True), headers=AUTH, timeout=600
-    ) as running:
-        next(
-            line for line in running.iter_lines() if line.startswith("data: ")
-        )  # it holds the model
+    """One generating and one waiting fill this server (max_concurrency=1, max_queue=1); of a
+    burst sent at once, the rest are refused at once rather than left waiting."""
+    burst = 6
 
-        def waiting() -> None:
-            results["queued"] = httpx.post(
-                server.url + "/v1/chat/completions", json=ask(2, False), headers=AUTH, timeout=600
-            )
-
-        thread = threading.Thread(target=waiting)
-        thread.start()
-        wait_for(lambda: httpx.get(server.url + "/health").json()["queue_depth"] == 1, 60)
-        assert metric(server, "ragkit_queue_depth", '{generator="naive"}') == 1
-        refused = httpx.post(
-            server.url + "/v1/chat/completions", json=ask(2, False), headers=AUTH, timeout=60
+    def send(_: int) -> httpx.Response:
+        return httpx.post(
+            server.url + "/v1/chat/completions", json=ask(24, False), headers=AUTH, timeout=600
         )
-    thread.join(600)
-    assert refused.status_code == 503
-    assert refused.json()["error"]["code"] == "queue_full"
-    assert refused.headers["retry-after"] == "1"
-    assert results["queued"].status_code == 200
-    assert metric(server, "ragkit_http_errors_total", '{status="503"}') >= 1
+
+    with ThreadPoolExecutor(burst) as pool:
+        responses = list(pool.map(send, range(burst)))
+    refused = [r for r in responses if r.status_code == 503]
+    answered = [r for r in responses if r.status_code == 200]
+    assert len(refused) + len(answered) == burst, [r.status_code for r in responses]
+    assert len(answered) >= 2 and refused, [r.status_code for r in responses]
+    assert all(r.json()["error"]["code"] == "queue_full" for r in refused)
+    assert all(r.headers["retry-after"] == "1" for r in refused)
+    assert metric(server, "ragkit_http_errors_total", '{status="503"}') >= len(refused)
 
 
 # ---- refusals (no generation) --------------------------------------------------------------

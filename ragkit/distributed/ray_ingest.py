@@ -359,12 +359,12 @@ class RayIngestor:
 
 def _files(roots: list[str | Path]) -> list[str]:
     """The files `load_documents` would read, in its order, each once."""
-    from ragkit.loaders import _walk
+    from ragkit.loaders import _log_issue, _walk
 
     seen: set[Path] = set()
     out: list[str] = []
     for root in roots:
-        for path in _walk(Path(root).expanduser()):
+        for path in _walk(Path(root).expanduser(), _log_issue):
             resolved = path.resolve()
             if resolved not in seen and resolved.suffix.lower() in FORMATS:
                 seen.add(resolved)
