@@ -144,7 +144,7 @@ def agreement() -> None:
     between the two rankings, and the synthetic pairs listed for reading."""
     from scipy.stats import kendalltau
 
-    from ragkit.tune.runlog import read_records
+    from ragkit.runlog import read_records
     from ragkit.tune.space import load_space, variants
     from ragkit.tune.sweep import Sweep, TuneOptions
 

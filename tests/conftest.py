@@ -6,7 +6,6 @@ import contextlib
 import importlib.util
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from llama_server_support import free_port, served_process
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -88,12 +88,6 @@ def scripted_spec(tmp_path_factory, bundled_corpus, embedder):
     return spec
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def chroma_server(folder: Path) -> Iterator[str]:
     """A real `chroma run` on a free loopback port, stopped on exit; yields its URL."""
@@ -131,7 +125,6 @@ def llama_server_url(tmp_path_factory):
     """A real third-party OpenAI-compatible server (llama.cpp) on 127.0.0.1, started once."""
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python is not installed: pip install 'llama-cpp-python[server]'")
-    import httpx
 
     from ragkit.models import packaged_gguf
 
@@ -140,30 +133,7 @@ def llama_server_url(tmp_path_factory):
         sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()),
         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
     ]  # fmt: skip
-    # llama.cpp logs heavily; a file instead of a pipe keeps a full pipe from stalling it.
     log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                pytest.fail(f"llama_cpp.server exited with {process.returncode}: {tail}")
-            try:
-                if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server did not answer within 180 s; see {log_path}")
-            time.sleep(0.5)
+    with served_process("llama_cpp.server", command, log_path, url, "/v1/models") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -56,20 +56,32 @@ def llama_server(
         "--threads", str(threads), "--metrics", "--slots",
     ]  # fmt: skip
     log_path = log_dir / "llama-server.log"
-    with log_path.open("wb") as log_file:  # a file: a full pipe would stall the server
+    with served_process("llama-server", command, log_path, f"http://127.0.0.1:{port}") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def served_process(
+    name: str, command: list[str], log_path: Path, url: str, ready_path: str = "/health"
+) -> Iterator[str]:
+    """Runs a server command until `url + ready_path` answers 200; yields `url`, stops it on exit.
+
+    Output goes to `log_path` (a file: a full pipe would stall a server that logs heavily); a
+    server that exits or stays unready for 180 s fails the test with its log's tail.
+    """
+    with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
             if process.poll() is not None:
                 tail = log_path.read_text(errors="replace")[-2000:]
-                pytest.fail(f"llama-server exited with {process.returncode}: {tail}")
+                pytest.fail(f"{name} exited with {process.returncode}: {tail}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                if httpx.get(url + ready_path, timeout=2).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                pytest.fail(f"llama-server did not become healthy within 180 s; see {log_path}")
+                pytest.fail(f"{name} did not answer within 180 s; see {log_path}")
             time.sleep(0.5)
         yield url
     finally:
@@ -79,6 +91,16 @@ def llama_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+PASSTHROUGH_SPEC = """\
+name: passthrough
+chunker: {{chunk_tokens: 48, overlap_tokens: 8}}
+retriever: {{kind: dense, top_k: 1}}
+prompt: {{system: "Answer from the passage in a few words."}}
+generator: {{kind: openai, base_url: "{url}", model: packaged, max_new_tokens: 8, timeout_s: 900}}
+"""
+"""A pipeline over the bundled corpus whose generator is the OpenAI-compatible server at `url`."""
 
 
 def busy_slots(url: str) -> int:

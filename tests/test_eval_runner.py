@@ -10,11 +10,11 @@ from ragkit.eval.reporting import markdown_report, summarize
 from ragkit.eval.runner import (
     EvalOptions,
     EvalRunner,
-    _read_records,
     evaluate,
     limit_items,
     require_eval_extra,
 )
+from ragkit.runlog import read_records
 from ragkit.spec import load_spec
 
 pytestmark = pytest.mark.slow
@@ -51,7 +51,7 @@ def test_missing_eval_extra_fails_before_anything_runs(tmp_path, monkeypatch):
 def test_truncated_cache_line_is_dropped(tmp_path):
     path = tmp_path / "items.jsonl"
     path.write_text('{"pipeline": "a", "item_id": "1"}\n{"pipeline": "a", "ite')
-    assert [r["item_id"] for r in _read_records(path)] == ["1"]
+    assert [r["item_id"] for r in read_records(path, required=("pipeline", "item_id"))] == ["1"]
     assert path.read_text().endswith("}\n")
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from ragkit.errors import StoreError
-from ragkit.eval.runner import _read_records
 from ragkit.loaders import LoadIssue, load_documents
+from ragkit.runlog import read_records
 from ragkit.store import ChromaStore
 from ragkit.types import Chunk
 
@@ -263,7 +263,7 @@ def test_run_folder_lines_that_are_not_records_are_recomputed(tmp_path):
     path.write_text(
         json.dumps(good) + '\n123\n[1, 2]\n"text"\nnull\n{"pipeline": "a"}\n{"pipeline": "a", "it'
     )
-    assert _read_records(path) == [good]
+    assert read_records(path, required=("pipeline", "item_id")) == [good]
     assert path.read_text() == json.dumps(good) + "\n"
 
 

@@ -131,32 +131,38 @@ KILLED_RUN = textwrap.dedent(
 ).format(ct=CHUNK_TOKENS, ov=OVERLAP)
 
 
-@pytest.mark.slow
-def test_killed_ingestion_resumes_without_duplicates_or_losses(tmp_path, embedder, repo_root):
-    corpus = _write_corpus(tmp_path / "docs", 24, sentences=30)
-    script = tmp_path / "run.py"
-    script.write_text(KILLED_RUN, encoding="utf-8")
+def kill_after_writes(script: str, corpus: Path, store: Path, writes: int, repo_root: Path) -> None:
+    """Runs an ingestion `script` (argv: corpus, store) in a child process and SIGKILLs it
+    right after its `writes`-th "wrote" line, before it can finish."""
+    path = store.parent / f"{store.name}-run.py"
+    path.write_text(script, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(repo_root), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(corpus), str(tmp_path / "killed")],
+        [sys.executable, str(path), str(corpus), str(store)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         env=env,
     )
+    seen = 0
     try:
-        writes = 0
         for line in proc.stdout:
             assert not line.startswith("done"), "ingestion finished before it could be killed"
             if line.startswith("wrote"):
-                writes += 1
-                if writes == 2:
+                seen += 1
+                if seen == writes:
                     break
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait(timeout=60)
-    assert writes == 2
+    assert seen == writes, f"the run ended after {seen} writes, before the kill"
+
+
+@pytest.mark.slow
+def test_killed_ingestion_resumes_without_duplicates_or_losses(tmp_path, embedder, repo_root):
+    corpus = _write_corpus(tmp_path / "docs", 24, sentences=30)
+    kill_after_writes(KILLED_RUN, corpus, tmp_path / "killed", 2, repo_root)
 
     killed = ChromaStore(tmp_path / "killed", embedding_model=embedder.model_name)
     partial = killed.count()
@@ -277,28 +283,7 @@ def test_killed_long_document_resumes_inside_it(tmp_path, embedder, repo_root):
     corpus = tmp_path / "docs"
     corpus.mkdir()
     (corpus / "long.txt").write_text(_long_text(120), encoding="utf-8")
-    script = tmp_path / "run.py"
-    script.write_text(LONG_RUN, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(repo_root), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(corpus), str(tmp_path / "killed")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    try:
-        writes = 0
-        for line in proc.stdout:
-            assert not line.startswith("done"), "ingestion finished before it could be killed"
-            if line.startswith("wrote"):
-                writes += 1
-                if writes == 4:
-                    break
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait(timeout=60)
+    kill_after_writes(LONG_RUN, corpus, tmp_path / "killed", 4, repo_root)
 
     killed = ChromaStore(tmp_path / "killed", embedding_model=embedder.model_name)
     partial = killed.count()

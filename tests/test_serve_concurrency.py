@@ -13,18 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from llama_server_support import busy_slots, llama_server
+from llama_server_support import PASSTHROUGH_SPEC, busy_slots, llama_server
 
 from ragkit.serve.app import ServeSettings, create_app
 from ragkit.serve.background import BackgroundServer
-
-SPEC = """\
-name: passthrough
-chunker: {{chunk_tokens: 48, overlap_tokens: 8}}
-retriever: {{kind: dense, top_k: 1}}
-prompt: {{system: "Answer from the passage in a few words."}}
-generator: {{kind: openai, base_url: "{url}", model: packaged, max_new_tokens: 8, timeout_s: 900}}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +42,7 @@ def pipeline_spec(folder: Path, url: str):
     from ragkit.spec import load_spec
 
     spec_file = folder / "passthrough.yaml"
-    spec_file.write_text(SPEC.format(url=url), encoding="utf-8")
+    spec_file.write_text(PASSTHROUGH_SPEC.format(url=url), encoding="utf-8")
     return load_spec(spec_file).with_store(str(folder / "idx"))
 
 

@@ -16,15 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from llama_server_support import free_port, llama_server
-
-SPEC = """\
-name: passthrough
-chunker: {{chunk_tokens: 48, overlap_tokens: 8}}
-retriever: {{kind: dense, top_k: 1}}
-prompt: {{system: "Answer from the passage in a few words."}}
-generator: {{kind: openai, base_url: "{url}", model: packaged, max_new_tokens: 8, timeout_s: 900}}
-"""
+from llama_server_support import PASSTHROUGH_SPEC, free_port, llama_server
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +27,7 @@ def spec_file(tmp_path_factory, bundled_corpus, embedder) -> Iterator[Path]:
     folder = tmp_path_factory.mktemp("shutdown")
     with llama_server(folder, parallel=4) as url:
         spec_file = folder / "passthrough.yaml"
-        spec_file.write_text(SPEC.format(url=url), encoding="utf-8")
+        spec_file.write_text(PASSTHROUGH_SPEC.format(url=url), encoding="utf-8")
         spec = load_spec(spec_file).with_store(str(folder / "idx"))
         build.register_embedder(spec.embedder, embedder)
         build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)

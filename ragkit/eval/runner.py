@@ -19,6 +19,7 @@ from ragkit.eval.datasets import Suite
 from ragkit.eval.scoring import batch_scores
 from ragkit.eval.tasks import EvalItem
 from ragkit.report import answer_record
+from ragkit.runlog import read_records
 from ragkit.spec import PipelineSpec, load_spec
 
 
@@ -142,7 +143,7 @@ class EvalRunner:
     def run(self, items: Sequence[EvalItem], *, progress: bool = True) -> EvalResult:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cache_path = self.run_dir / "items.jsonl"
-        records = _read_records(cache_path)
+        records = read_records(cache_path, required=("pipeline", "item_id"))
         done = {(r["pipeline"], r["item_id"]) for r in records}
         todo = [(s, i) for s in self.specs for i in items if (s.name, i.id) not in done]
         computed = 0
@@ -245,29 +246,6 @@ def evaluate(
         documents=documents,
     )
     return chosen_runner.run(limit_items(chosen.items, limit), progress=progress)
-
-
-def _read_records(path: Path) -> list[dict[str, Any]]:
-    """Records cached by an earlier run; a line cut short by a kill, or one that is not a
-    record at all (`123`, a list), is dropped (and rewritten away) so its item is recomputed."""
-    if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    records, broken = [], False
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
-        if isinstance(record, dict) and "pipeline" in record and "item_id" in record:
-            records.append(record)
-        else:
-            broken = True
-    if broken or (text and not text.endswith("\n")):
-        path.write_text(
-            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
-        )
-    return records
 
 
 class _progress:

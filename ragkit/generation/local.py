@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from ragkit.errors import ConfigError, InputError
 from ragkit.generation.base import GenerationParams, Generator, drain
@@ -227,10 +227,10 @@ class LocalGenerator(Generator):
 
     model: str = "packaged"
     dtype: Literal["auto", "bfloat16", "float32", "int8"] = "auto"
-    prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES
-    prefill_block_tokens: int = 64
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
-    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
+    prefix_cache_bytes: int = Field(default=DEFAULT_PREFIX_CACHE_BYTES, ge=0)
+    prefill_block_tokens: int = Field(default=64, gt=0)
+    max_batch_size: int = Field(default=DEFAULT_MAX_BATCH_SIZE, gt=0)
+    max_batch_tokens: int = Field(default=DEFAULT_MAX_BATCH_TOKENS, gt=0)
 
     _cache: PrefixKVCache | None = PrivateAttr(default=None)
 
@@ -239,27 +239,6 @@ class LocalGenerator(Generator):
     def _check_model(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("model must name a packaged model, a hub model or a folder")
-        return value
-
-    @field_validator("prefix_cache_bytes")
-    @classmethod
-    def _check_cache_bytes(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError(f"prefix_cache_bytes must be >= 0, got {value}")
-        return value
-
-    @field_validator("prefill_block_tokens")
-    @classmethod
-    def _check_block(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError(f"prefill_block_tokens must be > 0, got {value}")
-        return value
-
-    @field_validator("max_batch_size", "max_batch_tokens")
-    @classmethod
-    def _check_batch(cls, value: int, info: Any) -> int:
-        if value <= 0:
-            raise ValueError(f"{info.field_name} must be > 0, got {value}")
         return value
 
     def model_post_init(self, context: Any) -> None:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from pydantic import PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from ragkit.errors import ModelServerError
 from ragkit.generation.base import GenerationParams, Generator, StopScanner, build_usage
@@ -40,10 +40,10 @@ class OpenAICompatibleGenerator(Generator):
     base_url: str
     model: str | None = None
     api_key: str | None = None
-    timeout_s: float = 60.0
-    max_retries: int = 2
-    backoff_s: float = 0.25
-    max_concurrency: int = 64
+    timeout_s: float = Field(default=60.0, ge=0)
+    max_retries: int = Field(default=2, ge=0)
+    backoff_s: float = Field(default=0.25, ge=0)
+    max_concurrency: int = Field(default=64, gt=0)
 
     _client: httpx.Client | None = PrivateAttr(default=None)
     _model_id: str | None = PrivateAttr(default=None)
@@ -61,27 +61,6 @@ class OpenAICompatibleGenerator(Generator):
             raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
         value = value.rstrip("/")
         return value if value.endswith("/v1") else value + "/v1"
-
-    @field_validator("timeout_s", "backoff_s")
-    @classmethod
-    def _check_seconds(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError(f"seconds must be >= 0, got {value}")
-        return value
-
-    @field_validator("max_retries")
-    @classmethod
-    def _check_retries(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError(f"max_retries must be >= 0, got {value}")
-        return value
-
-    @field_validator("max_concurrency")
-    @classmethod
-    def _check_concurrency(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError(f"max_concurrency must be > 0, got {value}")
-        return value
 
     # -- requests ------------------------------------------------------------------------
 

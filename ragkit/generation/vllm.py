@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pydantic import PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr
 
 from ragkit.errors import ConfigError
 from ragkit.generation.aio import LoopThread
@@ -29,9 +29,9 @@ class VLLMGenerator(Generator):
 
     model: str
     enable_prefix_caching: bool = True
-    gpu_memory_utilization: float = 0.85
-    max_model_len: int | None = None
-    max_concurrency: int = 64
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
+    max_model_len: int | None = Field(default=None, gt=0)
+    max_concurrency: int = Field(default=64, gt=0)
 
     _llm: Any = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
@@ -41,20 +41,6 @@ class VLLMGenerator(Generator):
         if model is not None:
             kwargs["model"] = model
         super().__init__(**kwargs)
-
-    @field_validator("gpu_memory_utilization")
-    @classmethod
-    def _check_memory(cls, value: float) -> float:
-        if not 0.0 < value <= 1.0:
-            raise ValueError(f"gpu_memory_utilization must be within (0, 1], got {value}")
-        return value
-
-    @field_validator("max_model_len")
-    @classmethod
-    def _check_len(cls, value: int | None) -> int | None:
-        if value is not None and value <= 0:
-            raise ValueError(f"max_model_len must be > 0, got {value}")
-        return value
 
     def engine(self) -> Any:
         """The `AsyncLLM`, created on first use (it takes the GPU memory it is given)."""

@@ -23,7 +23,7 @@ import dataclasses
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from pydantic import field_validator
+from pydantic import Field
 
 from ragkit.retrieval import Retriever, as_query
 from ragkit.runnable import BatchedRunnable
@@ -42,14 +42,7 @@ class HistoryQuery(BatchedRunnable[Query | str, list[str]]):
     subject outweigh a new one, which `HistorySearch` avoids.
     """
 
-    turns: int = 3
-
-    @field_validator("turns")
-    @classmethod
-    def _check_turns(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError(f"turns must be > 0, got {value}")
-        return value
+    turns: int = Field(default=3, gt=0)
 
     def _run_batch(
         self, inputs: list[Query | str], config: RunnableConfig | list[RunnableConfig] | None = None
@@ -66,31 +59,10 @@ class HistorySearch(Retriever):
     module docstring). A question without history is passed straight to `retriever`."""
 
     retriever: Any
-    turns: int = 3
-    weight: float = 0.5
-    decay: float = 0.5
-    candidates: int = 100
-
-    @field_validator("turns", "candidates")
-    @classmethod
-    def _positive(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError(f"must be > 0, got {value}")
-        return value
-
-    @field_validator("weight")
-    @classmethod
-    def _non_negative(cls, value: float) -> float:
-        if value < 0:
-            raise ValueError(f"weight must be >= 0, got {value}")
-        return value
-
-    @field_validator("decay")
-    @classmethod
-    def _fraction(cls, value: float) -> float:
-        if not 0 < value <= 1:
-            raise ValueError(f"decay must be in (0, 1], got {value}")
-        return value
+    turns: int = Field(default=3, gt=0)
+    weight: float = Field(default=0.5, ge=0)
+    decay: float = Field(default=0.5, gt=0, le=1)
+    candidates: int = Field(default=100, gt=0)
 
     def search_texts(self, query: Query) -> list[tuple[str, float]]:
         """(search text, weight): the question alone, then each earlier question joined with it,

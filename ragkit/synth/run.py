@@ -19,12 +19,12 @@ from typing import Any
 import yaml
 
 from ragkit import build
+from ragkit.runlog import append_record, read_records
 from ragkit.spec import PipelineSpec
 from ragkit.synth import prompts
 from ragkit.synth.checks import CHECKS, Checker
 from ragkit.synth.sampling import gold_source, spread
 from ragkit.tune.progress import Progress
-from ragkit.tune.runlog import append_record, read_records
 from ragkit.types import Chunk
 
 CANDIDATES = "candidates.jsonl"

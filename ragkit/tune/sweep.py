@@ -18,9 +18,9 @@ from ragkit.eval.datasets import Suite
 from ragkit.eval.runner import EvalRunner, pipeline_input
 from ragkit.eval.scoring import item_scores
 from ragkit.eval.tasks import EvalItem
+from ragkit.runlog import append_record, read_records
 from ragkit.tune import retrieval
 from ragkit.tune.progress import Progress
-from ragkit.tune.runlog import append_record, read_records
 from ragkit.tune.space import Variant
 from ragkit.types import Query
 
