@@ -255,7 +255,7 @@ def slice_sections(args: Any) -> list[str]:
         item_questions,
         slice_dir,
     )
-    from ragkit.eval.datasets import answerable_factoids, load_crud_news
+    from ragkit.eval.crud_rag import answerable_factoids, load_crud_news
 
     factoids = CRUD / "qa" / "questanswer_1doc_factoids.json"
     questions = item_questions(factoids)
@@ -337,7 +337,7 @@ def dense_sections(
     """Dense e5 and hybrid (e5 + `best`'s lexical retriever) on a reduced corpus of the slice;
     the lexical rows search the same stored chunks, so every row sees the same passages."""
     from benchmarks.crud_slices import answer_in_history, conversations
-    from ragkit.eval.datasets import load_crud_news
+    from ragkit.eval.crud_rag import load_crud_news
 
     docs, items = dense_corpus(list(load_crud_news(folder)), items, args.dense_articles)
     collection = f"e5-p{''.join(map(str, parts))}-{args.dense_articles}"
@@ -431,7 +431,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         Path(args.out).write_text(text, encoding="utf-8")
         return
 
-    from ragkit.eval.datasets import answerable_factoids, load_crud_news, load_qa_jsonl
+    from ragkit.eval.crud_rag import answerable_factoids, load_crud_news
+    from ragkit.eval.datasets import load_qa_jsonl
 
     factoids = CRUD / "qa" / "questanswer_1doc_factoids.json"
     items = answerable_factoids(CRUD, factoids, args.articles)

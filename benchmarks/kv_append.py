@@ -105,7 +105,7 @@ def crud_setup(sample: int, articles: int, top_k: int, seed: int) -> tuple[Any, 
     if not CRUD_DIR.is_dir():
         return None
     from ragkit.chunking import TokenChunker
-    from ragkit.eval.datasets import answerable_factoids, load_crud_news
+    from ragkit.eval.crud_rag import answerable_factoids, load_crud_news
     from ragkit.retrieval import BM25Retriever
 
     factoids = CRUD_DIR / "qa" / "questanswer_1doc_factoids.json"

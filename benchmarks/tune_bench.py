@@ -31,7 +31,8 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ragkit.eval.datasets import load_crud_news, load_suite  # noqa: E402
+from ragkit.eval.crud_rag import load_crud_news  # noqa: E402
+from ragkit.eval.datasets import load_suite  # noqa: E402
 from ragkit.models import cache_dir  # noqa: E402
 from ragkit.spec import load_spec  # noqa: E402
 

@@ -9,16 +9,14 @@ from pathlib import Path
 import pytest
 
 from ragkit.errors import ConfigError, InputError
-from ragkit.eval.datasets import (
+from ragkit.eval.crud_rag import (
     answerable_factoids,
     articles_containing,
     load_crud_benchmark,
     load_crud_factoids,
     load_crud_news,
-    load_qa_jsonl,
-    load_suite,
-    load_task_jsonl,
 )
+from ragkit.eval.datasets import load_qa_jsonl, load_suite, load_task_jsonl
 from ragkit.eval.tasks import EvalItem, cue, instruction, query, read_item, update_item
 
 

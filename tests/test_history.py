@@ -86,7 +86,7 @@ def crud_conversations(crud_rag_dir, repo_root):
     conversations (the benchmark's construction)."""
     import sys
 
-    from ragkit.eval.datasets import answerable_factoids, load_crud_news
+    from ragkit.eval.crud_rag import answerable_factoids, load_crud_news
 
     if str(repo_root) not in sys.path:
         sys.path.insert(0, str(repo_root))

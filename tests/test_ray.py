@@ -78,7 +78,7 @@ def news_corpus(tmp_path_factory) -> Path:
     """CRUD-RAG articles as files: one .txt per article, a few as JSONL records, one empty."""
     if not NEWS.is_dir():
         pytest.skip(f"{NEWS} is not present")
-    from ragkit.eval.datasets import load_crud_news
+    from ragkit.eval.crud_rag import load_crud_news
 
     folder = tmp_path_factory.mktemp("news")
     docs = list(load_crud_news(NEWS, limit=ARTICLES))

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ragkit.errors import ConfigError
-from ragkit.eval.datasets import Suite, answerable_factoids, load_crud_news, load_suite
+from ragkit.eval.crud_rag import answerable_factoids, load_crud_news
+from ragkit.eval.datasets import Suite, load_suite
 
 CRUD_SUITE = "crud-rag"
 FACTOID_FILE = Path("qa") / "questanswer_1doc_factoids.json"
