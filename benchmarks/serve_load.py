@@ -15,6 +15,13 @@ Each is `--clients` concurrent clients x `--requests` streamed requests. Printed
 completed requests/s, p50/p95 latency, errors (anything but a complete answer), and ratios of
 ragkit's requests/s to the direct run's in the same process.
 
+On a CPU-only machine the model server and the server in front share the cores, so whatever
+ragkit computes per request (query embedding, retrieval) is taken from the engine's decode and
+shows up as pass-through loss, which a GPU engine would not see. `--engine-cpus` (default: the
+last core) pins the model server to its own cores and everything else (this script, its
+clients, `ragkit serve`) to the rest, so every run gives the engine the same compute.
+`--engine-cpus none` shares all cores.
+
     python benchmarks/serve_load.py [--clients 32] [--requests 4] [--baseline-tree DIR]
 """
 
@@ -86,9 +93,12 @@ def wait_healthy(url: str, process: subprocess.Popen, what: str, timeout_s: floa
 
 
 @contextlib.contextmanager
-def started(command: list[str], url: str, what: str, log: Path, env=None) -> Iterator[str]:
+def started(
+    command: list[str], url: str, what: str, log: Path, env=None, cwd: str | None = None
+) -> Iterator[str]:
+    # `python -m` puts the working folder first on sys.path: a tree's server must start in it.
     with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     try:
         wait_healthy(url, process, what)
         yield url
@@ -180,7 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="llama-server threads")
     parser.add_argument("--questions", type=int, default=8, help="distinct questions used")
     parser.add_argument("--baseline-tree", help="another source tree to measure the same way")
+    parser.add_argument(
+        "--engine-cpus",
+        default="auto",
+        help="cores for llama-server alone, e.g. '1' or '2,3' (auto: the last; none: shared)",
+    )
     args = parser.parse_args(argv)
+    engine_cpus = pin_engine(args.engine_cpus)
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ.setdefault(key, "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -200,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         "--port", str(port), "--parallel", str(args.parallel),
         "--ctx-size", str(args.parallel * 2048), "--threads", str(args.threads),
     ]  # fmt: skip
+    if engine_cpus:
+        llama = ["taskset", "-c", ",".join(map(str, sorted(engine_cpus))), *llama]
     with started(llama, backend, "llama-server", work / "llama.log"):
         spec_file = work / "passthrough.yaml"
         spec_file.write_text(SPEC.format(url=backend, tokens=args.max_tokens))
@@ -230,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{args.clients} clients x {args.requests} streamed requests, max_tokens "
             f"{args.max_tokens}; llama-server --parallel {args.parallel} --threads {args.threads}"
+            f"; engine cores {sorted(engine_cpus) or 'shared'}, the rest "
+            f"{sorted(os.sched_getaffinity(0))}; load average {os.getloadavg()[0]:.2f}"
         )
         # Every distinct prompt once, untimed: each run then finds them in the server's prompt
         # cache alike, whatever order the runs come in.
@@ -244,10 +264,12 @@ def main(argv: list[str] | None = None) -> int:
             url = f"http://127.0.0.1:{serve_port}"
             env = {**os.environ, "PYTHONPATH": tree}
             command = serve_command(spec_file, store, serve_port, [])
-            with started(command, url, name, work / f"{name.replace(' ', '-')}.log", env):
+            log = work / f"{name.replace(' ', '-')}.log"
+            with started(command, url, name, log, env, cwd=tree):
                 runs.append(asyncio.run(load(url, "/v1/chat/completions", served_bodies, args,
                                              Run(name), True)))  # fmt: skip
     direct = runs[0]
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
     print(f"{'run':<24}{'req/s':>8}{'ratio':>8}{'p50 s':>8}{'p95 s':>8}{'errors':>8}")
     for run in runs:
         ratio = run.rps() / direct.rps() if direct.rps() else 0.0
@@ -259,6 +281,20 @@ def main(argv: list[str] | None = None) -> int:
             kinds = sorted(set(run.errors))
             print(f"  errors: {', '.join(f'{k} x{run.errors.count(k)}' for k in kinds)}")
     return 0 if not runs[1].errors and runs[1].rps() >= 0.9 * direct.rps() else 1
+
+
+def pin_engine(choice: str) -> set[int]:
+    """The cores reserved for the model server; this process (and so every server it starts
+    afterwards) keeps the others. An empty set: nothing pinned."""
+    cores = sorted(os.sched_getaffinity(0))
+    if choice == "none" or len(cores) < 2:
+        return set()
+    engine = {cores[-1]} if choice == "auto" else {int(c) for c in choice.split(",")}
+    rest = set(cores) - engine
+    if not engine <= set(cores) or not rest:
+        raise SystemExit(f"--engine-cpus {choice}: pick some but not all of the cores {cores}")
+    os.sched_setaffinity(0, rest)
+    return engine
 
 
 def rag_query(question: str):
