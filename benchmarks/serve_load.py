@@ -37,6 +37,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,6 +65,11 @@ class Run:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    busy_slots: list[int] = field(default_factory=list)
+
+    def occupancy(self) -> float:
+        """Mean number of the model server's slots decoding while the run was timed."""
+        return sum(self.busy_slots) / len(self.busy_slots) if self.busy_slots else 0.0
 
     def rps(self) -> float:
         return len(self.latencies) / self.seconds if self.seconds else 0.0
@@ -153,6 +159,27 @@ async def one(client: httpx.AsyncClient, path: str, body: dict, run: Run, source
         run.errors.append(type(exc).__name__)
 
 
+@contextlib.contextmanager
+def sampling_slots(backend: str, run: Run) -> Iterator[None]:
+    """Polls the model server's /slots while the block runs: how busy the engine was kept."""
+    stop = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(timeout=5) as client:
+            while not stop.wait(0.25):
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    slots = client.get(backend + "/slots").json()
+                    run.busy_slots.append(sum(1 for s in slots if s.get("is_processing")))
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 async def load(url: str, path: str, bodies: list[dict], args, run: Run, sources: bool) -> Run:
     limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as client:
@@ -190,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="llama-server threads")
     parser.add_argument("--questions", type=int, default=8, help="distinct questions used")
     parser.add_argument("--baseline-tree", help="another source tree to measure the same way")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of direct + ragkit")
     parser.add_argument(
         "--engine-cpus",
         default="auto",
@@ -214,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     llama = [
         str(llama_server_binary()), "--model", str(packaged_gguf()), "--host", "127.0.0.1",
         "--port", str(port), "--parallel", str(args.parallel),
-        "--ctx-size", str(args.parallel * 2048), "--threads", str(args.threads),
+        "--ctx-size", str(args.parallel * 2048), "--threads", str(args.threads), "--slots",
     ]  # fmt: skip
     if engine_cpus:
         llama = ["taskset", "-c", ",".join(map(str, sorted(engine_cpus))), *llama]
@@ -254,33 +282,66 @@ def main(argv: list[str] | None = None) -> int:
         # Every distinct prompt once, untimed: each run then finds them in the server's prompt
         # cache alike, whatever order the runs come in.
         asyncio.run(warm(backend, direct_bodies))
-        runs = [asyncio.run(load(backend, "/v1/chat/completions", direct_bodies, args,
-                                 Run("direct"), False))]  # fmt: skip
-        trees = [("ragkit serve", str(REPO))]
+
+        def timed(target: str, bodies: list[dict], run: Run, sources: bool) -> None:
+            with sampling_slots(backend, run):
+                asyncio.run(load(target, "/v1/chat/completions", bodies, args, run, sources))
+
+        pairs: list[tuple[Run, Run]] = []
+        baseline: Run | None = None
+        with served(spec_file, store, str(REPO), "ragkit serve", work) as url:
+            # Direct and through ragkit, alternating which goes first: the engine's speed drifts
+            # with its prompt cache and the shared machine, so only same-round pairs compare.
+            for round_ in range(args.repeats):
+                direct, through = Run(f"direct #{round_ + 1}"), Run(f"ragkit serve #{round_ + 1}")
+                arms = [(backend, direct_bodies, direct, False)]
+                arms.append((url, served_bodies, through, True))
+                for arm in arms[:: 1 if round_ % 2 == 0 else -1]:
+                    timed(*arm)
+                pairs.append((direct, through))
         if args.baseline_tree:
-            trees.append(("baseline ragkit serve", args.baseline_tree))
-        for name, tree in trees:
-            serve_port = free_port()
-            url = f"http://127.0.0.1:{serve_port}"
-            env = {**os.environ, "PYTHONPATH": tree}
-            command = serve_command(spec_file, store, serve_port, [])
-            log = work / f"{name.replace(' ', '-')}.log"
-            with started(command, url, name, log, env, cwd=tree):
-                runs.append(asyncio.run(load(url, "/v1/chat/completions", served_bodies, args,
-                                             Run(name), True)))  # fmt: skip
-    direct = runs[0]
+            with served(spec_file, store, args.baseline_tree, "baseline ragkit serve", work) as url:
+                baseline = Run("baseline ragkit serve")
+                timed(url, served_bodies, baseline, True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
-    print(f"{'run':<24}{'req/s':>8}{'ratio':>8}{'p50 s':>8}{'p95 s':>8}{'errors':>8}")
-    for run in runs:
-        ratio = run.rps() / direct.rps() if direct.rps() else 0.0
-        print(
-            f"{run.name:<24}{run.rps():>8.2f}{ratio:>8.2f}{run.pct(0.5):>8.2f}"
-            f"{run.pct(0.95):>8.2f}{len(run.errors):>8}"
-        )
-        if run.errors:
-            kinds = sorted(set(run.errors))
-            print(f"  errors: {', '.join(f'{k} x{run.errors.count(k)}' for k in kinds)}")
-    return 0 if not runs[1].errors and runs[1].rps() >= 0.9 * direct.rps() else 1
+    print(
+        f"{'run':<24}{'req/s':>8}{'ratio':>8}{'p50 s':>8}{'p95 s':>8}{'errors':>8}"
+        f"{'busy slots':>12}"
+    )
+    for direct, through in pairs:
+        show(direct, direct)
+        show(through, direct)
+    if baseline is not None:
+        show(baseline, pairs[-1][0])
+    ratios = sorted(t.rps() / d.rps() for d, t in pairs if d.rps())
+    median = ratios[len(ratios) // 2] if ratios else 0.0
+    errors = sum(len(t.errors) for _, t in pairs)
+    print(f"ragkit serve / direct requests/s per round: {', '.join(f'{r:.2f}' for r in ratios)}")
+    print(f"median {median:.2f}; errors through ragkit serve: {errors}")
+    return 0 if not errors and median >= 0.9 else 1
+
+
+def show(run: Run, direct: Run) -> None:
+    ratio = run.rps() / direct.rps() if direct.rps() else 0.0
+    print(
+        f"{run.name:<24}{run.rps():>8.2f}{ratio:>8.2f}{run.pct(0.5):>8.2f}"
+        f"{run.pct(0.95):>8.2f}{len(run.errors):>8}{run.occupancy():>12.2f}"
+    )
+    if run.errors:
+        kinds = sorted(set(run.errors))
+        print(f"  errors: {', '.join(f'{k} x{run.errors.count(k)}' for k in kinds)}")
+
+
+@contextlib.contextmanager
+def served(spec_file: Path, store: str, tree: str, name: str, work: Path) -> Iterator[str]:
+    """`ragkit serve` of the source `tree` as a process, default limits; yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": tree}
+    command = serve_command(spec_file, store, port, [])
+    log = work / f"{name.replace(' ', '-')}.log"
+    with started(command, url, name, log, env, cwd=tree):
+        yield url
 
 
 def pin_engine(choice: str) -> set[int]:
