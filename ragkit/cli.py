@@ -1,5 +1,9 @@
 """The `ragkit` command line: parses arguments into typed config at the edge and hands off to the
-library; errors print as one line and exit non-zero."""
+library; errors print as one line and exit non-zero.
+
+Every command is here, each a thin function over the library, so `ragkit --help` and the
+option names can be read in one file; work beyond argument checking lives in the library.
+"""
 
 from __future__ import annotations
 

@@ -8,6 +8,11 @@ holds its last chunk is written. A killed run leaves at most incomplete document
 run chunks them again but embeds only the chunks not already stored, and skips complete ones
 without chunking or embedding. Long documents travel through the threads in parts, so memory
 stays bounded by the queues, not by the size of the largest file.
+
+The three stages, their queues and the ledger of what is complete are kept in one module: they
+share the shutdown and error path (a failure in any thread stops the others and is raised in
+the caller), which is easier to check in one place than across several. Chunking of long
+documents is in `ragkit.chunk_stream`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""The vector store boundary: chunks, their vectors and a per-document manifest in chromadb."""
+"""The vector store boundary: chunks, their vectors and a per-document manifest in chromadb.
+
+One class on purpose: the chunk collection and its `__docs` manifest, which says which documents
+are complete, must change together (a document is complete only after its last chunk is
+written, and deleting a document removes both), so the code that writes one stays beside the
+code that writes the other. Record conversion and connections are in `ragkit.chroma_io`.
+"""
 
 from __future__ import annotations
 

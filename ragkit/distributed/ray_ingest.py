@@ -11,6 +11,9 @@ changed ones replaced. Rows may arrive in any order and, after a task Ray retrie
 document is marked complete once every one of its chunks is written, and a chunk seen before is
 dropped. A failed or killed worker therefore writes nothing twice, and a killed run, started
 again, writes what is missing.
+
+It is one module because the order-free, retry-safe writing above is one protocol between the
+Ray tasks and the driver; the per-item work itself is the local loader, chunker and embedder.
 """
 
 from __future__ import annotations
