@@ -36,6 +36,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 
 from ragkit.cpu import cpu_has_fast_bf16
 from ragkit.errors import ConfigError
+from ragkit.heap import limit_heap_growth
 from ragkit.models import DEFAULT_EMBEDDING_MODEL, resolve_embedding_model
 from ragkit.onnx_export import OnnxEncoder, export_dir, load_onnx, onnx_available
 from ragkit.runnable import BatchedRunnable
@@ -187,6 +188,7 @@ class Embedder(BatchedRunnable[str, list[float]]):
             return self._model
         with self._lock:
             if self._model is None:
+                limit_heap_growth()  # batches of varying shapes would otherwise bloat the heap
                 path = resolve_embedding_model(self.model)
                 self._model, self._backend = self._load_first(path)
         return self._model
