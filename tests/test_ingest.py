@@ -109,7 +109,7 @@ def test_filters_reach_ingested_metadata(tmp_path, embedder):
     assert hits and {h.chunk.source for h in hits} == {only}
 
 
-KILLED_RUN = textwrap.dedent(
+INGEST_SCRIPT = textwrap.dedent(
     """
     import sys
     from ragkit.chunking import TokenChunker
@@ -125,10 +125,13 @@ KILLED_RUN = textwrap.dedent(
     embedder = Embedder()
     store = AnnouncingStore(sys.argv[2], embedding_model=embedder.model_name)
     chunker = TokenChunker(tokenizer=embedder.tokenizer, chunk_tokens={ct}, overlap_tokens={ov})
-    report = Ingestor(store, embedder, chunker, batch_size=8).ingest(sys.argv[1], progress=False)
+    ingestor = Ingestor(store, embedder, chunker, batch_size=8{extra})
+    report = ingestor.ingest(sys.argv[1], progress=False)
     print("done", report.interrupted, report.chunks_added, flush=True)
     """
-).format(ct=CHUNK_TOKENS, ov=OVERLAP)
+)
+"""An ingestion in a child process that prints a line per batch written, for killing it."""
+KILLED_RUN = INGEST_SCRIPT.format(ct=CHUNK_TOKENS, ov=OVERLAP, extra="")
 
 
 def kill_after_writes(script: str, corpus: Path, store: Path, writes: int, repo_root: Path) -> None:
@@ -256,27 +259,7 @@ def test_long_documents_are_chunked_in_pieces_with_stable_ids(embedder):
     assert list(chunk_pieces(chunker, doc, piece_chars=len(doc.text))) == [chunker.invoke(doc)]
 
 
-LONG_RUN = textwrap.dedent(
-    """
-    import sys
-    from ragkit.chunking import TokenChunker
-    from ragkit.embedding import Embedder
-    from ragkit.ingest import Ingestor
-    from ragkit.store import ChromaStore
-
-    class AnnouncingStore(ChromaStore):
-        def upsert(self, chunks, vectors):
-            super().upsert(chunks, vectors)
-            print("wrote", len(chunks), flush=True)
-
-    embedder = Embedder()
-    store = AnnouncingStore(sys.argv[2], embedding_model=embedder.model_name)
-    chunker = TokenChunker(tokenizer=embedder.tokenizer, chunk_tokens={ct}, overlap_tokens={ov})
-    ingestor = Ingestor(store, embedder, chunker, batch_size=8, piece_chars=3000)
-    report = ingestor.ingest(sys.argv[1], progress=False)
-    print("done", report.chunks_added, flush=True)
-    """
-).format(ct=CHUNK_TOKENS, ov=OVERLAP)
+LONG_RUN = INGEST_SCRIPT.format(ct=CHUNK_TOKENS, ov=OVERLAP, extra=", piece_chars=3000")
 
 
 def test_killed_long_document_resumes_inside_it(tmp_path, embedder, repo_root):
