@@ -178,6 +178,20 @@ def pipeline_names() -> list[str]:
     return sorted(p.stem for p in _pipelines_dir().glob("*.yaml"))
 
 
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content; a file that cannot be read or parsed is a ConfigError naming the
+    file and, for a syntax error, the line."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}:{where}: invalid YAML: {reason}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+
+
 def load_spec(name_or_path: str | Path) -> PipelineSpec:
     """Read a spec from a YAML file, or by name from `pipelines/`; errors name file, key, reason."""
     path = Path(name_or_path)
@@ -189,15 +203,7 @@ def load_spec(name_or_path: str | Path) -> PipelineSpec:
                 f"unknown pipeline {str(name_or_path)!r}: not a file, and not one of: {known}"
             )
         path = candidate
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}:{where}: invalid YAML: {reason}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    raw = read_yaml(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

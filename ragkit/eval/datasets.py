@@ -200,13 +200,10 @@ def load_suite(name_or_path: str | Path = BUNDLED) -> Suite:
     A suite file is YAML with `name`, `description`, `corpus` (a folder) and `tasks` (a map from
     task kind to a JSONL file); paths are relative to the suite file.
     """
-    import yaml
+    from ragkit.spec import read_yaml
 
     path = _suite_file(name_or_path)
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({exc})") from exc
+    spec = read_yaml(path)
     if not isinstance(spec, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     unknown = sorted(set(spec) - _SUITE_KEYS)

@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from ragkit.errors import ConfigError
-from ragkit.spec import PipelineSpec
+from ragkit.spec import PipelineSpec, read_yaml
 
 _TOP_KEYS = {"base", "space"}
 # Keys that say where a pipeline runs or what it is called, not how it works.
@@ -128,14 +127,7 @@ def _checked_override(spec: BaseModel, key: str, value: Any, origin: str) -> Bas
 def load_space(path: str | Path) -> Space:
     """Read and shape-check a space file; values are checked against a spec in `variants`."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a space file is a mapping with a 'space' key")
     unknown = sorted(set(raw) - _TOP_KEYS)
