@@ -4,13 +4,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# llama.cpp's default build enables AMX and crashed on this CPU family; this portable build works.
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: install install-dev browser demo test test-fast wheel-smoke lint
+.PHONY: install install-dev llama-server browser demo test test-fast wheel-smoke lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,15 +21,18 @@ $(VENV)/.core: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[eval]'
 	touch $@
 
-# The tests' batching OpenAI-compatible server: llama.cpp's llama-server, built from the sources
-# of the installed llama-cpp-python (cached in the venv; a rebuild is a no-op).
+# Every extra the tests use. llama-cpp-python (the `llamacpp` extra) is left out: the tests'
+# model server is llama.cpp's own llama-server, built from source once (`make llama-server`).
 $(VENV)/.dev: $(VENV)/.core
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet -e '.[all]'
-	LLAMA_CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" scripts/build_llama_server.sh $(VENV)
+	$(BIN)/pip install --quiet -e '.[eval,serve,bench,ray,dev]'
 	touch $@
 
 install: $(VENV)/.core
 install-dev: $(VENV)/.dev
+
+# The tests' batching OpenAI-compatible server (cached in the venv; a rebuild is a no-op).
+llama-server:
+	scripts/build_llama_server.sh $(VENV)
 
 # Debian's Chromium drives the chat page test; without it (no root, no apt) that test skips.
 browser:
@@ -40,18 +41,18 @@ browser:
 		echo "chromium unavailable: the browser test will skip"
 
 demo: install
-	$(BIN)/ragkit ingest ragkit/eval/bundled/corpus --store .ragkit/demo
-	$(BIN)/ragkit query --store .ragkit/demo --questions ragkit/eval/bundled/questions.jsonl --limit 3
+	$(BIN)/ragkit ingest evals/bundled/corpus --store .ragkit/demo
+	$(BIN)/ragkit query --store .ragkit/demo --questions evals/bundled/questions.jsonl --limit 3
 	$(BIN)/ragkit eval --suite bundled --pipeline naive --limit 2
 
-# The whole suite, then the built wheel on its own (fresh venv, temporary folder; see .ci/).
-test: install-dev browser
-	$(BIN)/python -m pytest -q -rs
-	.ci/wheel-smoke.sh $(BIN)/python
+# Install, the whole suite on both cores while llama-server builds, then the built wheel on its
+# own (fresh venv, temporary folder; see .ci/); scripts/test.sh prints each phase's wall time.
+test:
+	VENV=$(VENV) scripts/test.sh
 
 # Logic only, on a scripted generator: no real-model tests.
 test-fast: install-dev
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 -m "not slow and not llama_server"
 
 wheel-smoke: install-dev
 	.ci/wheel-smoke.sh $(BIN)/python

@@ -44,8 +44,10 @@ from ragkit.spec import pipeline_names
 
 site = Path(sys.argv[1]).resolve()
 assert Path(ragkit.__file__).resolve().is_relative_to(site), f"ragkit came from {ragkit.__file__}"
-assert {"naive", "hybrid", "iter-retgen"} <= set(pipeline_names()), pipeline_names()
-ragkit.load_pipeline("naive", store_location="index")
+stages = ["naive", "hybrid", "rerank", "rewrite-retrieve-read", "multi-query", "hyde", "iter-retgen"]
+assert set(stages) <= set(pipeline_names()), pipeline_names()
+for name in stages:  # every named stage pipeline builds by name from the installed package
+    ragkit.load_pipeline(name, store_location="index")
 suite = load_suite("bundled")
 assert suite.corpus is not None and suite.corpus.is_relative_to(site), suite.corpus
 assert len(suite.items) > 20, len(suite.items)

@@ -483,10 +483,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.skip_english:
         from ragkit.loaders import load_documents
 
-        english = load_qa_jsonl(REPO / "ragkit" / "eval" / "bundled" / "questions.jsonl")
+        english = load_qa_jsonl(REPO / "evals" / "bundled" / "questions.jsonl")
         index(
             "best",
-            load_documents([REPO / "ragkit" / "eval" / "bundled" / "corpus"]),
+            load_documents([REPO / "evals" / "bundled" / "corpus"]),
             args.store,
             "bundled",
         )

@@ -36,7 +36,7 @@ from ragkit.loaders import load_documents  # noqa: E402
 from ragkit.types import Document  # noqa: E402
 
 NEWS = REPO.parent / "shared" / "data" / "crud-rag" / "news"
-BUNDLED = REPO / "ragkit" / "eval" / "bundled"
+BUNDLED = REPO / "evals" / "bundled"
 BASELINE = "torch"
 
 

@@ -89,11 +89,9 @@ def bundled_setup(top_k: int, questions: int) -> tuple[Any, list[Any], list[list
     from ragkit.spec import load_spec
 
     spec = load_spec("naive").with_store(tempfile.mkdtemp(prefix="kv-append-index-"))
-    build.ingestor(spec).ingest(
-        [str(REPO / "ragkit" / "eval" / "bundled" / "corpus")], progress=False
-    )
+    build.ingestor(spec).ingest([str(REPO / "evals" / "bundled" / "corpus")], progress=False)
     retriever = DenseRetriever(store=build.store(spec), embedder=build.embedder(spec), top_k=top_k)
-    items = load_qa_jsonl(REPO / "ragkit" / "eval" / "bundled" / "questions.jsonl")
+    items = load_qa_jsonl(REPO / "evals" / "bundled" / "questions.jsonl")
     by_id = {item.id: item for item in items}
     chats = [[by_id[i] for i in ids] for ids in BUNDLED_CHATS]
     return retriever, items[:questions], chats

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.metadata
 import json
 import os
 import socket
@@ -46,7 +45,7 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLED = REPO / "ragkit" / "eval" / "bundled"
+BUNDLED = REPO / "evals" / "bundled"
 # Short passages and instructions keep prompts small: the run measures the server's overhead
 # on a shared CPU, not the model's prefill speed.
 SPEC = """\
@@ -119,8 +118,8 @@ def started(
 
 def llama_server_binary() -> Path:
     configured = os.environ.get("RAGKIT_LLAMA_SERVER")
-    version = importlib.metadata.version("llama-cpp-python")
-    path = Path(configured or Path(sys.prefix) / "llama-server" / version / "llama-server")
+    builds = sorted(Path(sys.prefix).glob("llama-server/*/llama-server"), key=os.path.getmtime)
+    path = Path(configured) if configured else (builds[-1] if builds else Path("llama-server"))
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run scripts/build_llama_server.sh {sys.prefix}")
     return path

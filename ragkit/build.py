@@ -153,7 +153,7 @@ def load_pipeline(
     collection: str | None = None,
     **overrides: Mapping[str, Any] | None,
 ) -> Runnable:
-    """A ready pipeline from a named spec in `ragkit/pipelines/` or a YAML file.
+    """A ready pipeline from a named spec in `pipelines/` or a YAML file.
 
     Keyword sections change settings in one call, validated as YAML is:
     `load_pipeline("naive", generator={"max_new_tokens": 48})`.

@@ -170,12 +170,14 @@ def query(
     """Answer a question (or a file of them) with cited sources and timings."""
     from ragkit import build
     from ragkit.report import print_answer, read_questions
+    from ragkit.serve.sources import SourceNames
 
     if (question is None) == (questions is None):
         raise ValueError("give either a question or --questions FILE")
     spec = _spec(pipeline, store, collection, top_k)
     build.store(spec).require_chunks()  # before any model loads: a missing index fails at once
     rag = build.pipeline(spec)
+    shown = SourceNames.for_pipeline(rag).shown
     if question is not None and stream and not as_json and sys.stdout.isatty():
         answer = None
         for piece in rag.stream(question):
@@ -184,7 +186,7 @@ def query(
             else:
                 answer = piece.answer
         typer.echo()
-        print_answer(answer, text_shown=True)
+        print_answer(answer, text_shown=True, shown=shown)
         return
     items = [{"question": question}] if question is not None else read_questions(questions, limit)
     answers = rag.batch([item["question"] for item in items])
@@ -194,7 +196,7 @@ def query(
 
             typer.echo(json.dumps(answer_record(answer, item), ensure_ascii=False))
         else:
-            print_answer(answer, reference=item.get("answer"))
+            print_answer(answer, reference=item.get("answer"), shown=shown)
 
 
 @app.command()

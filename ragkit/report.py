@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,15 @@ from ragkit.errors import InputError
 from ragkit.types import Answer
 
 
-def print_answer(answer: Answer, *, reference: str | None = None, text_shown: bool = False) -> None:
+def print_answer(
+    answer: Answer,
+    *,
+    reference: str | None = None,
+    text_shown: bool = False,
+    shown: Callable[[str], str] = str,
+) -> None:
+    """Print an answer with its passages; `shown` maps a stored source to the name printed
+    (the CLI passes the server's mapping, so both show paths relative to the ingested folder)."""
     from rich.console import Console
 
     console = Console()
@@ -28,7 +37,7 @@ def print_answer(answer: Answer, *, reference: str | None = None, text_shown: bo
     for number, hit in enumerate(answer.retrieved, start=1):
         mark = marks.get(number, " ")
         console.print(
-            f"  {mark}[{number}] {hit.chunk.source} chars {hit.chunk.start}-{hit.chunk.end} "
+            f"  {mark}[{number}] {shown(hit.chunk.source)} chars {hit.chunk.start}-{hit.chunk.end} "
             f"(score {hit.score:.3f})",
             highlight=False,
         )

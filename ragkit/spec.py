@@ -4,7 +4,6 @@ generator) by changing only locations."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -16,8 +15,7 @@ from ragkit import components
 from ragkit.errors import ConfigError
 from ragkit.models import DEFAULT_EMBEDDING_MODEL
 from ragkit.registry import IMPORT_PATH, Registry, import_class, options_model
-
-PIPELINES_DIR = Path(__file__).resolve().parent / "pipelines"
+from ragkit.resources import pipelines_dir
 
 
 class _Spec(BaseModel):
@@ -175,7 +173,7 @@ class PipelineSpec(_Spec):
 
 
 def pipeline_names() -> list[str]:
-    return sorted(p.stem for p in _pipelines_dir().glob("*.yaml"))
+    return sorted(p.stem for p in pipelines_dir().glob("*.yaml"))
 
 
 def read_yaml(path: Path) -> Any:
@@ -196,7 +194,7 @@ def load_spec(name_or_path: str | Path) -> PipelineSpec:
     """Read a spec from a YAML file, or by name from `pipelines/`; errors name file, key, reason."""
     path = Path(name_or_path)
     if not path.is_file():
-        candidate = _pipelines_dir() / f"{name_or_path}.yaml"
+        candidate = pipelines_dir() / f"{name_or_path}.yaml"
         if not candidate.is_file():
             known = ", ".join(pipeline_names()) or "none"
             raise ConfigError(
@@ -251,7 +249,3 @@ def _check_plugins(spec: PipelineSpec, origin: str) -> None:
             options_model(cls).model_validate(section.options)
         except ValidationError as exc:
             raise ConfigError(f"{origin}: {_first_error(exc, f'{name}.options')}") from exc
-
-
-def _pipelines_dir() -> Path:
-    return Path(os.environ.get("RAGKIT_PIPELINES", PIPELINES_DIR))

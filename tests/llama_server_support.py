@@ -8,7 +8,6 @@ venv; set RAGKIT_LLAMA_SERVER to use another one. Without it the tests that need
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import os
 import socket
 import subprocess
@@ -22,15 +21,13 @@ import pytest
 
 
 def llama_server_binary() -> Path | None:
+    """$RAGKIT_LLAMA_SERVER, else the newest build `scripts/build_llama_server.sh` cached in the
+    venv (one folder per llama.cpp version)."""
     configured = os.environ.get("RAGKIT_LLAMA_SERVER")
     if configured:
         return Path(configured)
-    try:
-        version = importlib.metadata.version("llama-cpp-python")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    candidate = Path(sys.prefix) / "llama-server" / version / "llama-server"
-    return candidate if candidate.is_file() else None
+    builds = sorted(Path(sys.prefix).glob("llama-server/*/llama-server"), key=os.path.getmtime)
+    return builds[-1] if builds else None
 
 
 def free_port() -> int:
@@ -44,9 +41,11 @@ def llama_server(
     log_dir: Path, parallel: int = 4, ctx_per_slot: int = 4096, threads: int = 1
 ) -> Iterator[str]:
     """Starts llama-server on a free port; yields its base URL, stops it on exit."""
+    if os.environ.get("RAGKIT_LLAMA_SERVER_PENDING"):
+        pytest.fail("this test starts llama-server, which is still building: mark it llama_server")
     binary = llama_server_binary()
     if binary is None:
-        pytest.skip("llama-server is not built: run scripts/build_llama_server.sh .venv")
+        pytest.skip("llama-server is not built: run `make llama-server`")
     from ragkit.models import packaged_gguf
 
     port = free_port()

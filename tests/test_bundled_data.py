@@ -76,7 +76,7 @@ def test_pdf_rebuilds_byte_for_byte(repo_root, bundled_corpus, tmp_path):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "make_pdf", repo_root / "ragkit" / "eval" / "bundled" / "make_pdf.py"
+        "make_pdf", repo_root / "evals" / "bundled" / "make_pdf.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -50,7 +50,7 @@ def test_ingest_then_reingest_is_unchanged(tmp_path, bundled_corpus, bundled_spe
 
 @pytest.mark.slow
 def test_query_from_a_questions_file_prints_sources(bundled_spec, repo_root):
-    questions = repo_root / "ragkit" / "eval" / "bundled" / "questions.jsonl"
+    questions = repo_root / "evals" / "bundled" / "questions.jsonl"
     result = run(
         "query",
         "--questions",
@@ -65,6 +65,13 @@ def test_query_from_a_questions_file_prints_sources(bundled_spec, repo_root):
     assert result.exit_code == 0, result.output
     assert "Q:" in result.output and "A:" in result.output
     assert "[1] " in result.output and "prompt tokens" in result.output
+    # Sources as the server shows them: relative to the ingested folder, not the disk layout.
+    listed = [line for line in result.output.splitlines() if "] " in line and " chars " in line]
+    assert len(listed) == 2, result.output
+    for line in listed:
+        source = line.split("] ", 1)[1].split(" chars ")[0].split("#")[0]
+        corpus = repo_root / "evals" / "bundled" / "corpus"
+        assert not source.startswith("/") and (corpus / source).is_file(), line
 
 
 @pytest.mark.slow

@@ -73,7 +73,6 @@ def test_reingest_skips_unchanged_replaces_changed_and_deletes(tmp_path, embedde
     again = ingestor.ingest(corpus, progress=False)
     assert (again.documents_added, again.documents_unchanged, again.chunks_added) == (0, 6, 0)
     assert _snapshot(store) == (ids_before, docs_before)
-    assert again.seconds < first.seconds
 
     changed = corpus / "doc002.txt"
     old_ids = {d for d, (src, _, _) in docs_before.items() if src == str(changed.resolve())}
@@ -111,16 +110,40 @@ def test_filters_reach_ingested_metadata(tmp_path, embedder):
 
 INGEST_SCRIPT = textwrap.dedent(
     """
+    import signal
     import sys
+    import threading
+
     from ragkit.chunking import TokenChunker
     from ragkit.embedding import Embedder
     from ragkit.ingest import Ingestor
     from ragkit.store import ChromaStore
 
+    HOLD_AFTER = int(sys.argv[3])  # writes after which the writer waits for the parent
+    interrupted = threading.Event()
+
+
+    def on_sigint(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+
     class AnnouncingStore(ChromaStore):
+        \"\"\"Announces each write; after `HOLD_AFTER` of them it holds the writer thread until
+        the main thread has taken Ctrl-C, so the parent acts while the run is mid-way.\"\"\"
+
+        writes = 0
+
         def upsert(self, chunks, vectors):
             super().upsert(chunks, vectors)
+            AnnouncingStore.writes += 1
             print("wrote", len(chunks), flush=True)
+            if AnnouncingStore.writes == HOLD_AFTER:
+                interrupted.wait()
+
 
     embedder = Embedder()
     store = AnnouncingStore(sys.argv[2], embedding_model=embedder.model_name)
@@ -130,23 +153,29 @@ INGEST_SCRIPT = textwrap.dedent(
     print("done", report.interrupted, report.chunks_added, flush=True)
     """
 )
-"""An ingestion in a child process that prints a line per batch written, for killing it."""
+"""An ingestion in a child process (argv: corpus, store, writes to hold after) that prints a
+line per batch written and holds its writer after the given number of writes until it is
+interrupted; a SIGKILL then lands mid-run, and a SIGINT is taken before the run can finish."""
 KILLED_RUN = INGEST_SCRIPT.format(ct=CHUNK_TOKENS, ov=OVERLAP, extra="")
 
 
-def kill_after_writes(script: str, corpus: Path, store: Path, writes: int, repo_root: Path) -> None:
-    """Runs an ingestion `script` (argv: corpus, store) in a child process and SIGKILLs it
-    right after its `writes`-th "wrote" line, before it can finish."""
+def start_ingestion(script: str, corpus: Path, store: Path, hold_after: int, repo_root: Path):
     path = store.parent / f"{store.name}-run.py"
     path.write_text(script, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(repo_root), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, str(path), str(corpus), str(store)],
+    return subprocess.Popen(
+        [sys.executable, str(path), str(corpus), str(store), str(hold_after)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
         env=env,
     )
+
+
+def kill_after_writes(script: str, corpus: Path, store: Path, writes: int, repo_root: Path) -> None:
+    """Runs an ingestion `script` in a child process and SIGKILLs it while its writer is held
+    right after its `writes`-th write, so the kill always lands before the run can finish."""
+    proc = start_ingestion(script, corpus, store, writes, repo_root)
     seen = 0
     try:
         for line in proc.stdout:
@@ -186,21 +215,12 @@ def test_ctrl_c_stops_after_the_current_batch_keeping_what_was_written(
     tmp_path, embedder, repo_root
 ):
     corpus = _write_corpus(tmp_path / "docs", 24, sentences=30)
-    script = tmp_path / "run.py"
-    script.write_text(KILLED_RUN, encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": str(repo_root), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, str(script), str(corpus), str(tmp_path / "stopped")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
+    proc = start_ingestion(KILLED_RUN, corpus, tmp_path / "stopped", 1, repo_root)
     try:
         lines = []
         for line in proc.stdout:
             lines.append(line.strip())
-            if line.startswith("wrote"):
+            if line.startswith("wrote"):  # the writer now waits until Ctrl-C is taken
                 proc.send_signal(signal.SIGINT)
                 break
         lines += [line.strip() for line in proc.stdout]

@@ -24,17 +24,28 @@ def wheel_names(tmp_path_factory, repo_root) -> set[str]:
 
 
 def test_every_named_pipeline_and_the_chat_page_are_in_the_wheel(wheel_names, repo_root):
-    for folder in ("ragkit/pipelines", "ragkit/serve/static"):
-        shipped = {p.relative_to(repo_root).as_posix() for p in (repo_root / folder).iterdir()}
+    """Top-level `pipelines/` is mapped into the package; the chat page ships from inside it."""
+    for folder, packaged in (("pipelines", "ragkit/pipelines"), ("ragkit/serve/static", None)):
+        files = [p for p in (repo_root / folder).iterdir() if p.is_file()]
+        shipped = {
+            f"{packaged}/{p.name}" if packaged else p.relative_to(repo_root).as_posix()
+            for p in files
+        }
         assert shipped and shipped <= wheel_names, sorted(shipped - wheel_names)
+    assert "ragkit/pipelines/naive.yaml" in wheel_names
 
 
 def test_the_bundled_suite_is_in_the_wheel(wheel_names, repo_root):
-    bundled = repo_root / "ragkit" / "eval" / "bundled"
+    evals = repo_root / "evals"
     data = {
-        p.relative_to(repo_root).as_posix()
-        for p in bundled.rglob("*")
-        if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts
+        "ragkit/evals/" + p.relative_to(evals).as_posix()
+        for p in evals.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
     }
-    assert "ragkit/eval/bundled/suite.yaml" in data and len(data) > 15
+    assert "ragkit/evals/bundled/suite.yaml" in data and len(data) > 15
     assert data <= wheel_names, sorted(data - wheel_names)
+
+
+def test_nothing_from_outside_the_package_leaks_into_the_wheel(wheel_names):
+    tops = {name.split("/")[0] for name in wheel_names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"ragkit"}, sorted(tops)

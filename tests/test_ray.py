@@ -324,7 +324,7 @@ def test_eval_on_ray_scores_items_like_a_local_run(
 
     # The bundled suite's read items over its corpus: each item costs a minute or more of CPU
     # generation on a busy two-core machine, so two items, one per worker, and short answers.
-    bundled = repo_root / "ragkit" / "eval" / "bundled"
+    bundled = repo_root / "evals" / "bundled"
     suite = tmp_path / "suite.yaml"
     suite.write_text(
         f"name: bundled-read\ncorpus: {bundled / 'corpus'}\n"

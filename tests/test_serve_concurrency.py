@@ -62,7 +62,7 @@ def offline_rag(index):
 
 
 def questions(repo_root: Path, n: int) -> list[str]:
-    lines = (repo_root / "ragkit" / "eval" / "bundled" / "questions.jsonl").read_text().splitlines()
+    lines = (repo_root / "evals" / "bundled" / "questions.jsonl").read_text().splitlines()
     return [json.loads(line)["question"] for line in lines[:n]]
 
 
@@ -100,6 +100,7 @@ def wait_for(condition, timeout_s: float = 120.0) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.llama_server
 def test_sixteen_concurrent_streams_each_get_their_own_answer(rag, backend, repo_root):
     asked = questions(repo_root, 16)
     settings = ServeSettings(max_queue=16)
@@ -150,6 +151,7 @@ def test_sixteen_concurrent_streams_each_get_their_own_answer(rag, backend, repo
 
 
 @pytest.mark.slow
+@pytest.mark.llama_server
 def test_queue_full_only_beyond_concurrency_plus_queue(rag):
     settings = ServeSettings(max_concurrency=2, max_queue=2)
     with BackgroundServer(create_app([rag], settings)) as server:

@@ -18,6 +18,8 @@ import httpx
 import pytest
 from llama_server_support import PASSTHROUGH_SPEC, free_port, llama_server
 
+pytestmark = pytest.mark.llama_server
+
 
 @pytest.fixture(scope="module")
 def spec_file(tmp_path_factory, bundled_corpus, embedder) -> Iterator[Path]:

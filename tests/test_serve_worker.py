@@ -92,11 +92,16 @@ def test_a_waiter_that_gives_up_leaves_the_queue():
     asyncio.run(run())
 
 
-def scripted_prefill(polls: list[float]):
+PREFILL_POLLS = 10_000  # about 50 s: far longer than any stop takes to arrive
+
+
+def scripted_prefill(polls: list[float], polling: threading.Event | None = None):
     """A scripted generator stream: a long 'prefill' that polls `cancelled()` like the local
-    model does between blocks, then tokens."""
-    for _ in range(400):
+    model does between blocks (setting `polling` at its first poll), then tokens."""
+    for _ in range(PREFILL_POLLS):
         polls.append(time.monotonic())
+        if polling is not None:
+            polling.set()
         if cancelled():
             return
         time.sleep(0.005)
@@ -106,16 +111,17 @@ def scripted_prefill(polls: list[float]):
 def test_stopping_a_stream_reaches_the_generation_inside_its_prefill():
     async def run() -> tuple[float, list[float]]:
         polls: list[float] = []
+        polling = threading.Event()
         released = asyncio.Event()
-        stream = ThreadedStream(lambda: scripted_prefill(polls), released.set)
-        await asyncio.sleep(0.1)
+        stream = ThreadedStream(lambda: scripted_prefill(polls, polling), released.set)
+        await asyncio.to_thread(polling.wait)  # the generation is inside its prefill
         stopped_at = time.monotonic()
         stream.stop()
-        await asyncio.wait_for(released.wait(), 1.0)  # the gate is released within a second
+        await released.wait()  # the gate is released once the generation has stopped
         return stopped_at, polls
 
     stopped_at, polls = asyncio.run(run())
-    assert polls[-1] >= stopped_at and len(polls) < 400
+    assert polls[-1] >= stopped_at and len(polls) < PREFILL_POLLS
 
 
 def test_interrupt_ends_the_consumer_with_the_reason():

@@ -34,7 +34,7 @@ def retriever(bundled_spec):
 
 @pytest.fixture(scope="module")
 def items(repo_root):
-    by_id = {i.id: i for i in load_qa_jsonl(repo_root / "ragkit/eval/bundled/questions.jsonl")}
+    by_id = {i.id: i for i in load_qa_jsonl(repo_root / "evals/bundled/questions.jsonl")}
     return by_id
 
 

@@ -25,6 +25,7 @@ from ragkit.eval.tasks import (
     read_item,
     update_item,
 )
+from ragkit.resources import evals_dir
 
 BUNDLED = "bundled"
 _SUITE_KEYS = {"name", "description", "corpus", "tasks"}
@@ -172,11 +173,6 @@ def load_task_jsonl(path: str | Path, task: TaskKind) -> list[EvalItem]:
 # ---------------------------------------------------------------- suites
 
 
-def evals_root() -> Path:
-    """The folder of suites that ship inside the package (`bundled/`), found by suite name."""
-    return Path(__file__).resolve().parent
-
-
 def _suite_file(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_dir():
@@ -184,7 +180,7 @@ def _suite_file(name_or_path: str | Path) -> Path:
     if path.is_file():
         return path
     if isinstance(name_or_path, str) and re.fullmatch(r"[\w.-]+", name_or_path):
-        candidate = evals_root() / name_or_path / "suite.yaml"
+        candidate = evals_dir() / name_or_path / "suite.yaml"
         if candidate.is_file():
             return candidate
         raise ConfigError(
@@ -195,7 +191,7 @@ def _suite_file(name_or_path: str | Path) -> Path:
 
 
 def load_suite(name_or_path: str | Path = BUNDLED) -> Suite:
-    """Load a suite by name (`"bundled"` → `ragkit/eval/bundled/suite.yaml`) or by path.
+    """Load a suite by name (`"bundled"` → `evals/bundled/suite.yaml`) or by path.
 
     A suite file is YAML with `name`, `description`, `corpus` (a folder) and `tasks` (a map from
     task kind to a JSONL file); paths are relative to the suite file.

@@ -31,6 +31,7 @@ from ragkit.generation.kv_cache import PrefixKVCache
 from ragkit.generation.ragged import enable_ragged_decode
 from ragkit.generation.scheduler import Scheduler, Sequence
 from ragkit.models import cache_dir, is_packaged_generator, packaged_gguf
+from ragkit.terminal import library_progress_bars
 from ragkit.types import Answer, AnswerChunk, Prompt
 
 DEFAULT_PREFIX_CACHE_BYTES = 512 * 1024 * 1024
@@ -147,8 +148,9 @@ def _load(name: str, dtype: str) -> LoadedModel:
     source = str(converted_folder("bfloat16")) if is_packaged_generator(name) else name
     weights = "float32" if dtype == "int8" else dtype
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, weights))
+        with library_progress_bars():
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, weights))
     except OSError as exc:
         raise ConfigError(f"generator model {name!r} cannot be loaded: {exc}") from exc
     model.eval()
@@ -188,10 +190,11 @@ def _convert(gguf: Path, dtype: str, target: Path) -> None:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
     os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the shared cache from other users
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype)
-        )
+        with library_progress_bars():
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype)
+            )
         _drop_gguf_quantizer(model)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

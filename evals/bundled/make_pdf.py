@@ -1,6 +1,6 @@
 """Build the bundled harbour report PDF from the text below, byte for byte the same on every run.
 
-Run from anywhere: `python ragkit/eval/bundled/make_pdf.py`. It needs `reportlab`; the PDF uses
+Run from anywhere: `python evals/bundled/make_pdf.py`. It needs `reportlab`; the PDF uses
 the standard Helvetica fonts (not embedded) and an invariant timestamp, so the output stays small
 and stable.
 """
