@@ -130,6 +130,8 @@ def ingest(
     report = ingestor.ingest([str(p) for p in paths], progress=sys.stderr.isatty(), delete=delete)
     for issue in report.issues:
         typer.secho(f"skipped {issue.path}: {issue.reason}", err=True, fg=typer.colors.YELLOW)
+    for note in report.notes:
+        typer.secho(f"note: {note.path}: {note.reason}", err=True)
     typer.echo(
         f"{spec.store.location} [{spec.store.collection}]: "
         f"{report.documents_added} added, {report.documents_replaced} replaced, "

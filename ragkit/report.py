@@ -12,23 +12,25 @@ from ragkit.types import Answer
 
 def print_answer(answer: Answer, *, reference: str | None = None, text_shown: bool = False) -> None:
     from rich.console import Console
+    from rich.markup import escape  # questions, answers and file names may hold "[/b]"
 
     console = Console()
     if answer.question and not text_shown:
-        console.print(f"[bold]Q:[/bold] {answer.question}", highlight=False)
+        console.print(f"[bold]Q:[/bold] {escape(answer.question)}", highlight=False)
     if not text_shown:
-        console.print(f"[bold]A:[/bold] {answer.text.strip()}", highlight=False)
+        console.print(f"[bold]A:[/bold] {escape(answer.text.strip())}", highlight=False)
     if reference is not None:
         hit = reference.lower() in answer.text.lower()
         console.print(
-            f"   reference: {reference} ({'found' if hit else 'not found'} in the answer)",
+            f"   reference: {escape(reference)} ({'found' if hit else 'not found'} in the answer)",
             highlight=False,
         )
     marks = {c.number: "~" if c.inferred else "*" for c in answer.citations}
     for number, hit in enumerate(answer.retrieved, start=1):
         mark = marks.get(number, " ")
+        source = escape(hit.chunk.source)
         console.print(
-            f"  {mark}[{number}] {hit.chunk.source} chars {hit.chunk.start}-{hit.chunk.end} "
+            f"  {mark}\\[{number}] {source} chars {hit.chunk.start}-{hit.chunk.end} "
             f"(score {hit.score:.3f})",
             highlight=False,
         )
