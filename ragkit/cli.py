@@ -69,7 +69,8 @@ def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (RagkitError, ValueError, OSError) as exc:
             if os.environ.get("RAGKIT_DEBUG"):
                 raise
-            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            for line in str(exc).splitlines() or [""]:  # a check may list several problems
+                typer.secho(f"error: {line}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.secho("interrupted", err=True)
@@ -360,6 +361,10 @@ def tune(
     budget: Annotated[
         int | None, typer.Option("--budget", help="At most N variants, the base included.")
     ] = None,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Run a space over the default budget of 200 variants whole."),
+    ] = False,
     shortlist: Annotated[
         int, typer.Option("--shortlist", help="Best N by retrieval also answered (0: auto).")
     ] = 0,
@@ -383,7 +388,12 @@ def tune(
         space,
         pipeline=pipeline,
         options=TuneOptions(
-            metric=metric, holdout=holdout, seed=seed, budget=budget, shortlist=shortlist
+            metric=metric,
+            holdout=holdout,
+            seed=seed,
+            budget=budget,
+            yes=yes,
+            shortlist=shortlist,
         ),
         compare=compare or (),
         runs=runs,
@@ -392,6 +402,7 @@ def tune(
         data=data,
         articles=articles,
         progress=sys.stderr.isatty(),
+        say=lambda line: typer.echo(line, err=True),
     )
     typer.echo(result.report)
     typer.echo(f"run folder: {result.run_dir}")
