@@ -99,10 +99,16 @@ def _iter_documents(
             if resolved in seen:
                 continue
             seen.add(resolved)
+            stored = stored_source(str(resolved))
             try:
-                yield from _load_file(resolved, path.name, text_field, report, max_bytes)
+                for count, doc in enumerate(
+                    _load_file(resolved, path.name, text_field, report, max_bytes)
+                ):
+                    if count == 0 and stored != str(resolved):  # loaded: say how it is named
+                        report(LoadIssue(stored, escape_reason(str(resolved)), skipped=False))
+                    yield doc
             except (_Skip, Undecodable) as skip:
-                report(LoadIssue(stored_source(str(resolved)), str(skip)))
+                report(LoadIssue(stored, str(skip)))
 
 
 def _walk(root: Path, report: Callable[[LoadIssue], None]) -> Iterator[Path]:
@@ -191,15 +197,13 @@ def _load_file(
     name), which decides the format, since a link's target may have no extension at all.
 
     A name that is not valid UTF-8 (or holds a control character) is stored in its escaped,
-    printable form, with a note saying so; the document id hashes the real path, so it is the
-    same whichever form the store keeps."""
+    printable form (`ragkit.sources`); the document id hashes the real path, so it is the same
+    whichever form the store keeps."""
     source = stored_source(str(path))
     fmt = FORMATS.get(Path(name).suffix.lower())
     if fmt is None:
         raise _Skip(f"unsupported file type {Path(name).suffix!r}")
     data = _read_regular(path, max_bytes)
-    if source != str(path):
-        report(LoadIssue(source, escape_reason(str(path)), skipped=False))
     base = {"format": fmt, "file_name": stored_source(name)}
     if fmt in ("text", "markdown", "html", "pdf"):
         doc = _whole_file(data, fmt, source, base)

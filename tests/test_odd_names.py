@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,15 @@ def test_loader_stores_odd_names_escaped_and_notes_each(corpus: Path):
     assert newline.path.endswith("/line\\nbreak.txt") and "control character" in newline.reason
     # valid names, emoji included, load without a note
     assert len(issues) == 4 and not any("emoji" in i.path for i in issues)
+
+
+def test_an_odd_name_that_cannot_be_read_is_only_skipped(tmp_path: Path):
+    _write(tmp_path, b"binary\xff.txt", "\x00\x01 not text")
+    issues: list[LoadIssue] = []
+    assert list(load_documents([tmp_path], on_issue=issues.append)) == []
+    assert [(Path(i.path).name, i.reason, i.skipped) for i in issues] == [
+        ("binary\\xff.txt", "binary or undecodable", True)
+    ]
 
 
 def test_record_text_that_is_not_unicode_is_skipped_not_fatal(tmp_path: Path):
@@ -182,3 +192,26 @@ def test_ray_workers_get_printable_paths_and_send_notes_back(corpus, embedder):
     assert [r["kind"] for r in rows if r["kind"] != CHUNK] == [NOTE]
     assert {r["source"] for r in rows} == {bad}
     assert any("harbour pilot" in r["text"] for r in rows if r["kind"] == CHUNK)
+
+
+@pytest.mark.slow
+def test_the_real_model_answers_from_an_odd_named_file_and_cites_it(
+    tmp_path, corpus, embedder, local_generator
+):
+    from ragkit.cli import app
+
+    spec = load_spec("naive").with_store(str(tmp_path / "idx"))
+    build.register_embedder(spec.embedder, embedder)
+    build.register_generator(spec.generator, local_generator)
+    runner = CliRunner()
+    ingested = runner.invoke(app, ["ingest", str(corpus), "--store", spec.store.location])
+    assert ingested.exit_code == 0, ingested.output
+    answered = runner.invoke(
+        app,
+        ["query", "Who is the harbour pilot?", "--store", spec.store.location, "-k", "1"],
+    )
+    assert answered.exit_code == 0, answered.output
+    shown = answered.output.replace("\n", "")
+    assert "/docs/bad\\xff.txt chars" in shown and "Traceback" not in shown
+    answer = re.split(r"\n  [ *~]\[1\] ", answered.output)[0]  # before the sources list
+    assert "Ines" in answer
