@@ -69,7 +69,8 @@ def _one_line_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (RagkitError, ValueError, OSError) as exc:
             if os.environ.get("RAGKIT_DEBUG"):
                 raise
-            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            for line in str(exc).splitlines() or [""]:  # a check may list several problems
+                typer.secho(f"error: {line}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             typer.secho("interrupted", err=True)
@@ -130,6 +131,8 @@ def ingest(
     report = ingestor.ingest([str(p) for p in paths], progress=sys.stderr.isatty(), delete=delete)
     for issue in report.issues:
         typer.secho(f"skipped {issue.path}: {issue.reason}", err=True, fg=typer.colors.YELLOW)
+    for note in report.notes:
+        typer.secho(f"note: {note.path}: {note.reason}", err=True)
     typer.echo(
         f"{spec.store.location} [{spec.store.collection}]: "
         f"{report.documents_added} added, {report.documents_replaced} replaced, "
@@ -360,6 +363,10 @@ def tune(
     budget: Annotated[
         int | None, typer.Option("--budget", help="At most N variants, the base included.")
     ] = None,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Run a space over the default budget of 200 variants whole."),
+    ] = False,
     shortlist: Annotated[
         int, typer.Option("--shortlist", help="Best N by retrieval also answered (0: auto).")
     ] = 0,
@@ -383,7 +390,12 @@ def tune(
         space,
         pipeline=pipeline,
         options=TuneOptions(
-            metric=metric, holdout=holdout, seed=seed, budget=budget, shortlist=shortlist
+            metric=metric,
+            holdout=holdout,
+            seed=seed,
+            budget=budget,
+            yes=yes,
+            shortlist=shortlist,
         ),
         compare=compare or (),
         runs=runs,
@@ -392,6 +404,7 @@ def tune(
         data=data,
         articles=articles,
         progress=sys.stderr.isatty(),
+        say=lambda line: typer.echo(line, err=True),
     )
     typer.echo(result.report)
     typer.echo(f"run folder: {result.run_dir}")

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from ragkit.chunk_stream import PIECE_CHARS, Part, document_parts
 from ragkit.loaders import LoadIssue, load_documents
+from ragkit.sources import real_source
 from ragkit.store import ChromaStore, DocumentRecord
 from ragkit.types import Chunk, Document
 
@@ -45,8 +46,13 @@ class IngestReport:
     chunks_added: int = 0
     chunks_reused: int = 0  # chunks an interrupted earlier run had stored, not embedded again
     issues: list[LoadIssue] = field(default_factory=list)
+    notes: list[LoadIssue] = field(default_factory=list)  # files loaded, with a remark (a name)
     seconds: float = 0.0
     interrupted: bool = False
+
+    def add_issue(self, issue: LoadIssue) -> None:
+        """File a loader's issue: a skipped file, or a note about one that was loaded."""
+        (self.issues if issue.skipped else self.notes).append(issue)
 
 
 @dataclass
@@ -215,7 +221,9 @@ class IngestProgress:
 
 
 def _under(source: str, roots: Sequence[str]) -> bool:
-    """Whether a source path lies under one of the roots (a JSONL record's source is `path#n`)."""
+    """Whether a source lies under one of the roots (a JSONL record's source is `path#n`); the
+    stored source is mapped back to the real path first (see `ragkit.sources`)."""
+    source = real_source(source)
     return any(
         source == root or source.startswith((root.rstrip(os.sep) + os.sep, root + "#"))
         for root in roots
@@ -267,7 +275,7 @@ class Ingestor:
         if delete:
             return self.delete(roots)
         report = IngestReport()
-        docs = load_documents(roots, on_issue=report.issues.append)
+        docs = load_documents(roots, on_issue=report.add_issue)
         return self.ingest_documents(docs, progress=progress, report=report)
 
     def delete(self, paths: Iterable[str | Path]) -> IngestReport:

@@ -9,14 +9,15 @@ import json
 import logging
 import os
 import stat
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ragkit.decoding import Undecodable, decode
 from ragkit.errors import InputError
 from ragkit.html_text import html_text
+from ragkit.sources import LONE_SURROGATE, escape_reason, real_source, stored_source
 from ragkit.types import Document
 
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
@@ -30,16 +31,6 @@ FORMATS = {
     ".json": "json",
     ".jsonl": "jsonl",
 }
-_BOMS = (
-    (b"\xef\xbb\xbf", "utf-8-sig"),
-    (b"\xff\xfe\x00\x00", "utf-32"),
-    (b"\x00\x00\xfe\xff", "utf-32"),
-    (b"\xff\xfe", "utf-16"),
-    (b"\xfe\xff", "utf-16"),
-)
-_NO_BOM_UNICODE = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le", "utf_7"]
-_WESTERN_PUNCT = set("\u00a0¡¢£¤¥¦§¨©ª«¬\u00ad®¯°±²³´µ¶·¸¹º»¼½¾¿×÷‘’‚“”„†‡•…‰‹›€™–—ˆ˜")
-_ALLOWED_CONTROLS = set("\t\n\r\f\v")
 _TOO_DEEP = "nested too deeply to parse"
 
 logger = logging.getLogger("ragkit")
@@ -47,10 +38,13 @@ logger = logging.getLogger("ragkit")
 
 @dataclass(frozen=True, slots=True)
 class LoadIssue:
-    """A file or record that was skipped, and why; loading goes on past it."""
+    """A file or record that was skipped, and why; loading goes on past it. `path` is printable
+    (see `ragkit.sources`). With `skipped` false it is a note about a file that was loaded, such
+    as a name stored escaped."""
 
     path: str
     reason: str
+    skipped: bool = True
 
 
 class _Skip(Exception):
@@ -100,15 +94,21 @@ def _iter_documents(
             try:
                 resolved = path.resolve(strict=True)
             except (OSError, RuntimeError) as exc:  # RuntimeError: a link loop before 3.13
-                report(LoadIssue(os.path.abspath(path), _unresolvable(path, exc)))
+                report(LoadIssue(stored_source(os.path.abspath(path)), _unresolvable(path, exc)))
                 continue
             if resolved in seen:
                 continue
             seen.add(resolved)
+            stored = stored_source(str(resolved))
             try:
-                yield from _load_file(resolved, path.name, text_field, report, max_bytes)
-            except _Skip as skip:
-                report(LoadIssue(str(resolved), str(skip)))
+                for count, doc in enumerate(
+                    _load_file(resolved, path.name, text_field, report, max_bytes)
+                ):
+                    if count == 0 and stored != str(resolved):  # loaded: say how it is named
+                        report(LoadIssue(stored, escape_reason(str(resolved)), skipped=False))
+                    yield doc
+            except (_Skip, Undecodable) as skip:
+                report(LoadIssue(stored, str(skip)))
 
 
 def _walk(root: Path, report: Callable[[LoadIssue], None]) -> Iterator[Path]:
@@ -122,7 +122,8 @@ def _walk(root: Path, report: Callable[[LoadIssue], None]) -> Iterator[Path]:
         return
 
     def unreadable(exc: OSError) -> None:
-        report(LoadIssue(str(exc.filename), f"unreadable folder: {exc.strerror or exc}"))
+        folder = stored_source(os.fsdecode(exc.filename))
+        report(LoadIssue(folder, f"unreadable folder: {exc.strerror or exc}"))
 
     for folder, dirs, files in os.walk(root, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
@@ -193,19 +194,23 @@ def _load_file(
     max_bytes: int,
 ) -> Iterator[Document]:
     """Documents of one file; `name` is the name it was found under (a symbolic link's own
-    name), which decides the format, since a link's target may have no extension at all."""
-    source = str(path)
+    name), which decides the format, since a link's target may have no extension at all.
+
+    A name that is not valid UTF-8 (or holds a control character) is stored in its escaped,
+    printable form (`ragkit.sources`); the document id hashes the real path, so it is the same
+    whichever form the store keeps."""
+    source = stored_source(str(path))
     fmt = FORMATS.get(Path(name).suffix.lower())
     if fmt is None:
         raise _Skip(f"unsupported file type {Path(name).suffix!r}")
     data = _read_regular(path, max_bytes)
-    base = {"format": fmt, "file_name": name}
+    base = {"format": fmt, "file_name": stored_source(name)}
     if fmt in ("text", "markdown", "html", "pdf"):
         doc = _whole_file(data, fmt, source, base)
         del data  # not kept alive beside the text while the document is in use
         yield doc
     else:
-        text, encoding = _decode(data)
+        text, encoding = decode(data)
         del data
         for index, record, where in _records(text, fmt, source, report):
             value = record.get(text_field)
@@ -229,90 +234,27 @@ def _whole_file(data: bytes, fmt: str, source: str, base: dict[str, Any]) -> Doc
     if fmt == "pdf":
         text, extra = _pdf_text(data)
         return _document(source, text, {**base, **extra})
-    text, encoding = _decode(data)
+    text, encoding = decode(data)
     return _document(source, text, {**base, "encoding": encoding})
 
 
 def _document(source: str, text: str, extra: dict[str, Any]) -> Document:
+    """A document under its stored `source`; its id hashes the real path behind that form, so
+    ids do not change with the form a path is stored in."""
     if not text.strip():
         raise _Skip("empty")
+    for key, value in (("text", text), *extra.items()):
+        for part in (key, value):
+            if isinstance(part, str) and (found := LONE_SURROGATE.search(part)) is not None:
+                raise _Skip(
+                    f"'{stored_source(key)}' is not valid Unicode "
+                    f"(a lone surrogate at character {found.start()})"
+                )
     content_hash = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    source_hash = hashlib.sha1(source.encode("utf-8", "surrogatepass")).hexdigest()
+    real = real_source(source)
+    source_hash = hashlib.sha1(real.encode("utf-8", "surrogatepass")).hexdigest()
     metadata = {**extra, "source": source, "content_hash": content_hash}
     return Document(id=f"{source_hash[:12]}-{content_hash[:16]}", text=text, metadata=metadata)
-
-
-def _decode(data: bytes) -> tuple[str, str]:
-    """Decode bytes as UTF-8 (BOM aware), GB18030, Windows-1252, else charset-normalizer's guess.
-
-    GB18030 and Windows-1252 are tried first by rule because statistical detection cannot tell
-    them apart in short texts (a two-character Chinese file comes out as Big5 or Shift-JIS);
-    the rules only accept a decoding that looks like real Chinese or Western text. Raises
-    `_Skip` for binary content: NUL bytes without a UTF-16/32 BOM, no plausible encoding, or a
-    decoding full of control characters.
-    """
-    for bom, encoding in _BOMS:
-        if data.startswith(bom):
-            try:
-                return _checked(data.decode(encoding)), encoding
-            except UnicodeDecodeError as exc:
-                raise _Skip("binary or undecodable") from exc
-    if not data.strip():
-        raise _Skip("empty")
-    if b"\x00" in data:
-        raise _Skip("binary or undecodable")
-    try:
-        return _checked(data.decode("utf-8")), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    for encoding, plausible in (("gb18030", _looks_chinese), ("cp1252", _looks_western)):
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if plausible(text[:65536]):
-            return _checked(text), encoding
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(data, cp_exclusion=_NO_BOM_UNICODE).best()
-    if best is None:
-        raise _Skip("binary or undecodable")
-    return _checked(str(best)), best.encoding
-
-
-def _looks_chinese(sample: str) -> bool:
-    """Nearly every non-ASCII character is in GB2312, the common simplified-Chinese set."""
-    wide = [c for c in sample if ord(c) > 127]
-    if not wide:
-        return False
-    uncommon = 0
-    for c in wide:
-        try:
-            c.encode("gb2312")
-        except UnicodeEncodeError:
-            uncommon += 1
-    return uncommon * 20 <= len(wide)
-
-
-def _looks_western(sample: str) -> bool:
-    """Accented letters and typographic punctuation sprinkled through mostly ASCII text."""
-    wide = [c for c in sample if ord(c) > 127]
-    if len(wide) > len(sample) * 0.3:
-        return False
-    return all(c in _WESTERN_PUNCT or ("\u00c0" <= c <= "\u024f" and c.isalpha()) for c in wide)
-
-
-def _checked(text: str) -> str:
-    """Reject decodings that are mostly noise: real text has almost no control characters."""
-    sample = text[:65536]
-    bad = sum(
-        1
-        for c in sample
-        if c == "\ufffd" or (unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROLS)
-    )
-    if bad > max(2, len(sample) // 100):
-        raise _Skip("binary or undecodable")
-    return text
 
 
 def _html_text(data: bytes) -> tuple[str, str]:

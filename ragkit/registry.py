@@ -57,8 +57,9 @@ Maker = Callable[[Any, Parts], Any]
 class Registry:
     """The makers of one component kind (generators, retrievers, rerankers, rewriters)."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, methods: tuple[str, ...] = ("invoke", "batch")) -> None:
         self.what = what
+        self.methods = methods  # what the pipeline calls on a component of this kind
         self._makers: dict[str, Maker] = {}
 
     def register(self, name: str, maker: Maker | None = None) -> Any:
@@ -83,6 +84,16 @@ class Registry:
         raise ValueError(
             f"unknown {self.what} {kind!r}; known: {known}, or a 'module:Class' import path"
         )
+
+    def check_class(self, cls: type) -> None:
+        """A ValueError unless a user's class has the methods the pipeline calls on this kind
+        of component (any langchain Runnable has them)."""
+        missing = [m for m in self.methods if not callable(getattr(cls, m, None))]
+        if missing:
+            raise ValueError(
+                f"{cls.__module__}:{cls.__qualname__} is not a {self.what}: it lacks "
+                f"{', '.join(missing)} (methods every langchain Runnable has)"
+            )
 
     def build(self, kind: str, section: Any, parts: Parts) -> Any:
         if kind in self._makers:
@@ -121,7 +132,7 @@ def build_user_class(cls: type, options: Mapping[str, Any], parts: Parts) -> Any
     return cls(**options, **shared)
 
 
-GENERATORS = Registry("generator")
+GENERATORS = Registry("generator", methods=("invoke", "batch", "stream"))
 RETRIEVERS = Registry("retriever")
 RERANKERS = Registry("reranker")
 REWRITERS = Registry("rewrite mode")

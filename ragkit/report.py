@@ -21,23 +21,25 @@ def print_answer(
     """Print an answer with its passages; `shown` maps a stored source to the name printed
     (the CLI passes the server's mapping, so both show paths relative to the ingested folder)."""
     from rich.console import Console
+    from rich.markup import escape  # questions, answers and file names may hold "[/b]"
 
     console = Console()
     if answer.question and not text_shown:
-        console.print(f"[bold]Q:[/bold] {answer.question}", highlight=False)
+        console.print(f"[bold]Q:[/bold] {escape(answer.question)}", highlight=False)
     if not text_shown:
-        console.print(f"[bold]A:[/bold] {answer.text.strip()}", highlight=False)
+        console.print(f"[bold]A:[/bold] {escape(answer.text.strip())}", highlight=False)
     if reference is not None:
         hit = reference.lower() in answer.text.lower()
         console.print(
-            f"   reference: {reference} ({'found' if hit else 'not found'} in the answer)",
+            f"   reference: {escape(reference)} ({'found' if hit else 'not found'} in the answer)",
             highlight=False,
         )
     marks = {c.number: "~" if c.inferred else "*" for c in answer.citations}
     for number, hit in enumerate(answer.retrieved, start=1):
         mark = marks.get(number, " ")
+        source = escape(shown(hit.chunk.source))
         console.print(
-            f"  {mark}[{number}] {shown(hit.chunk.source)} chars {hit.chunk.start}-{hit.chunk.end} "
+            f"  {mark}\\[{number}] {source} chars {hit.chunk.start}-{hit.chunk.end} "
             f"(score {hit.score:.3f})",
             highlight=False,
         )

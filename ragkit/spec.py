@@ -5,17 +5,36 @@ generator) by changing only locations."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ragkit import components
 from ragkit.errors import ConfigError
 from ragkit.models import DEFAULT_EMBEDDING_MODEL
 from ragkit.registry import IMPORT_PATH, Registry, import_class, options_model
 from ragkit.resources import pipelines_dir
+
+
+class SettingError(ValueError):
+    """A rule between settings, broken: raised from a section's validator with the key (inside
+    that section) it is about, so the message names that key rather than the whole section."""
+
+    def __init__(self, key: str, value: Any, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+        self.value = value
 
 
 class _Spec(BaseModel):
@@ -81,6 +100,16 @@ class ChunkerSpec(_Spec):
     overlap_tokens: int = Field(32, ge=0)
     respect_sentences: bool = True
 
+    @field_validator("overlap_tokens")
+    @classmethod
+    def _overlap_inside_a_window(cls, overlap: int, info: ValidationInfo) -> int:
+        # Each window starts `overlap_tokens` before the previous one ends; as long as a window
+        # or longer, the next window would not move forward.
+        size = info.data.get("chunk_tokens")
+        if size is not None and overlap >= size:
+            raise ValueError(f"must be less than chunker.chunk_tokens ({size})")
+        return overlap
+
 
 class RetrieverSpec(_Pluggable):
     _registry = components.RETRIEVERS
@@ -103,6 +132,17 @@ class GeneratorSpec(_Pluggable):
     prefix_cache_mb: int = Field(512, ge=0)
     # Requests served at once; unset, the backend's own default (a model server takes many).
     max_concurrency: int | None = Field(None, gt=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> GeneratorSpec:
+        # What a backend cannot start without, checked when the spec loads, not when it runs.
+        if self.kind == "openai" and not self.base_url:
+            raise SettingError(
+                "base_url", self.base_url, "required when generator.kind is 'openai'"
+            )
+        if self.kind == "vllm" and not self.model:
+            raise SettingError("model", None, "required when generator.kind is 'vllm'")
+        return self
 
 
 class PromptSpec(_Spec):
@@ -128,6 +168,18 @@ class RerankSpec(_Pluggable):
     kind: str = "embedder"
     model: str | None = None
     candidates: int = Field(20, gt=0, le=500)
+
+    @model_validator(mode="after")
+    def _backend_needs(self) -> RerankSpec:
+        if self.kind == "cross-encoder" and not self.model:
+            raise SettingError(
+                "model",
+                self.model,
+                "required when rerank.kind is 'cross-encoder' (a hub name such as "
+                "'BAAI/bge-reranker-base' or a local folder); no cross-encoder ships offline, "
+                "use kind 'embedder' or 'rrf' instead",
+            )
+        return self
 
 
 class IterateSpec(_Spec):
@@ -214,38 +266,47 @@ def parse_spec(raw: dict[str, Any], origin: str = "<spec>") -> PipelineSpec:
     try:
         spec = PipelineSpec.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{origin}: {_first_error(exc)}") from exc
-    _check_plugins(spec, origin)
+        raise ConfigError(f"{origin}: {describe(exc)}") from exc
+    problem = plugin_problem(spec)
+    if problem is not None:
+        raise ConfigError(f"{origin}: {problem}")
     return spec
 
 
-def _first_error(exc: ValidationError, prefix: str = "") -> str:
+def describe(exc: ValidationError, prefix: str = "") -> str:
     """`key: reason (got value)` for the first error, and how many more there are."""
     first = exc.errors()[0]
-    loc = (prefix, *first["loc"]) if prefix else first["loc"]
-    key = ".".join(str(p) for p in loc) or "(top level)"
+    loc: tuple[Any, ...] = (prefix, *first["loc"]) if prefix else tuple(first["loc"])
     reason = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    shown = not (first["type"] == "extra_forbidden" or isinstance(value, dict))
+    rule = first.get("ctx", {}).get("error")
+    if isinstance(rule, SettingError):
+        loc, value, shown = (*loc, *rule.key.split(".")), rule.value, rule.value is not None
     if first["type"] == "extra_forbidden":
         reason = "unknown key"
-    value = first.get("input")
-    shown = (
-        "" if first["type"] == "extra_forbidden" or isinstance(value, dict) else f" (got {value!r})"
-    )
+    key = ".".join(str(p) for p in loc) or "(top level)"
     more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"{key}: {reason}{shown}{more}"
+    return f"{key}: {reason}{f' (got {value!r})' if shown else ''}{more}"
 
 
-def _check_plugins(spec: PipelineSpec, origin: str) -> None:
-    """A user's class named by import path must import, and its options must fit its fields."""
+def plugin_problem(spec: PipelineSpec) -> str | None:
+    """`key: reason` when a user's class named by import path does not import, is not the kind
+    of component its section needs, or does not take its options; None when all are fine."""
     for name in ("retriever", "generator", "rewrite", "rerank"):
         section = getattr(spec, name)
         if section is None or section.plugin is None:
             continue
         try:
             cls = import_class(section.plugin)
+            section._registry.check_class(cls)
         except ValueError as exc:
-            raise ConfigError(f"{origin}: {name}.{section._kind_field}: {exc}") from exc
+            return f"{name}.{section._kind_field}: {exc}"
         try:
-            options_model(cls).model_validate(section.options)
+            _options_model(cls).model_validate(section.options)
         except ValidationError as exc:
-            raise ConfigError(f"{origin}: {_first_error(exc, f'{name}.options')}") from exc
+            return describe(exc, f"{name}.options")
+    return None
+
+
+_options_model = cache(options_model)  # a tune space checks one class for many variants

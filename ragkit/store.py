@@ -417,7 +417,8 @@ class ChromaStore:
         return removed
 
     def delete_source(self, source: str) -> int:
-        """Remove every document recorded for a source path, and any chunk that names it."""
+        """Remove every document recorded for a source, and any chunk that names it; `source`
+        is as stored (`ragkit.sources.stored_source` of a path)."""
         doc_ids = {r.doc_id for r in self.documents().values() if r.source == source}
         removed = self.delete_documents(doc_ids)
         stray = self.chunk_ids({"source": source})

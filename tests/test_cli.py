@@ -88,3 +88,16 @@ def test_query_json_output(bundled_spec):
     assert result.exit_code == 0, result.output
     record = json.loads(result.output.strip().splitlines()[-1])
     assert record["output"] and record["retrieved"] and record["usage"]["prompt_tokens"] > 0
+
+
+def test_contradictory_settings_are_one_line_before_anything_loads(tmp_path):
+    spec = tmp_path / "my.yaml"
+    spec.write_text("chunker: {chunk_tokens: 16, overlap_tokens: 64}\n")
+    for args in (["query", "hello"], ["ingest", str(tmp_path)]):
+        result = run(*args, "--pipeline", str(spec), "--store", str(tmp_path / "idx"))
+        assert result.exit_code == 1
+        assert result.output.splitlines() == [
+            f"error: {spec}: chunker.overlap_tokens: must be less than chunker.chunk_tokens "
+            "(16) (got 64)"
+        ]
+    assert not (tmp_path / "idx").exists()

@@ -400,3 +400,23 @@ def test_real_factoids_answerable_on_first_3000_articles(crud_rag_dir):
         assert item.questions == (item.query,)
         for source in item.gold_sources:
             assert item.reference in texts[source], (item.id, source)
+
+
+def test_evaluating_a_suite_with_no_items_is_an_error_naming_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from ragkit.cli import app
+    from ragkit.eval.runner import EvalOptions, evaluate
+
+    (tmp_path / "questions.jsonl").write_text("\n", encoding="utf-8")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: empty-one\ntasks: {read: questions.jsonl}\n", encoding="utf-8")
+    expected = f"suite 'empty-one' ({suite}): no items to evaluate"
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        evaluate(str(suite), runs=tmp_path / "runs", options=EvalOptions(use_ragas=False))
+    result = CliRunner().invoke(
+        app, ["eval", "--suite", str(suite), "--no-ragas", "--runs", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [f"error: {expected}"]
+    assert not (tmp_path / "runs").exists()

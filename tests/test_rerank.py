@@ -83,8 +83,11 @@ def test_factory_builds_each_kind_and_names_a_missing_model(embedder, local_gene
     assert isinstance(
         build_reranker(RerankSpec(kind="llm-judge"), embedder, local_generator), LLMJudgeReranker
     )
+    with pytest.raises(ValueError, match="required when rerank.kind is 'cross-encoder'"):
+        RerankSpec(kind="cross-encoder")  # refused when the spec is made, before any build
+    unchecked = RerankSpec.model_construct(kind="cross-encoder", model=None, options={})
     with pytest.raises(ConfigError, match="rerank.model"):
-        build_reranker(RerankSpec(kind="cross-encoder"), embedder, local_generator)
+        build_reranker(unchecked, embedder, local_generator)
 
 
 @pytest.fixture(scope="module")

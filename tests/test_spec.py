@@ -55,3 +55,53 @@ def test_store_override_keeps_everything_else():
     moved = spec.with_store("http://127.0.0.1:9", "other")
     assert moved.store.location == "http://127.0.0.1:9" and moved.store.collection == "other"
     assert moved.retriever == spec.retriever and moved.generator == spec.generator
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "chunker: {chunk_tokens: 16, overlap_tokens: 64}\n",
+            "chunker.overlap_tokens: must be less than chunker.chunk_tokens (16) (got 64)",
+        ),
+        (
+            "chunker: {overlap_tokens: 256}\n",  # as long as the default window
+            "chunker.overlap_tokens: must be less than chunker.chunk_tokens (256) (got 256)",
+        ),
+        ("generator: {kind: openai}\n", "generator.base_url: required when generator.kind is"),
+        ("generator: {kind: vllm}\n", "generator.model: required when generator.kind is 'vllm'"),
+        ("rerank: {kind: cross-encoder}\n", "rerank.model: required when rerank.kind is"),
+    ],
+)
+def test_rules_between_settings_fail_at_load_in_one_line(tmp_path: Path, body, expected):
+    spec = tmp_path / "my.yaml"
+    spec.write_text(body)
+    with pytest.raises(ConfigError) as err:
+        load_spec(spec)
+    message = str(err.value)
+    assert message.startswith(f"{spec}: {expected}")
+    assert "\n" not in message and "pydantic" not in message
+
+
+def test_overrides_in_python_meet_the_same_rules():
+    with pytest.raises(ConfigError, match=r"chunker\.overlap_tokens: must be less than"):
+        load_spec("naive").override(chunker={"chunk_tokens": 64, "overlap_tokens": 64})
+    fine = load_spec("naive").override(chunker={"chunk_tokens": 64, "overlap_tokens": 63})
+    assert fine.chunker.overlap_tokens == 63
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("collections:OrderedDict", "collections:OrderedDict is not a generator: it lacks"),
+        ("pathlib:Path", "pathlib:Path is not a generator: it lacks invoke, batch, stream"),
+        ("no_such_module_here:Thing", "cannot import 'no_such_module_here'"),
+    ],
+)
+def test_a_class_named_by_import_path_must_be_that_component(tmp_path: Path, kind, expected):
+    spec = tmp_path / "my.yaml"
+    spec.write_text(f"generator: {{kind: '{kind}'}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_spec(spec)
+    assert str(err.value).startswith(f"{spec}: generator.kind: ")
+    assert expected in str(err.value)

@@ -12,10 +12,10 @@ from ragkit.errors import ConfigError
 from ragkit.eval.datasets import load_suite
 from ragkit.eval.tasks import read_item
 from ragkit.spec import load_spec
-from ragkit.tune import report, sweep
+from ragkit.tune import plan, report, sweep
 from ragkit.tune.report import Row
 from ragkit.tune.run import tune
-from ragkit.tune.space import load_space, override, spec_digest, variants
+from ragkit.tune.space import check, load_space, override, spec_digest, variants
 from ragkit.tune.split import split_items
 from ragkit.tune.sweep import Sweep, TuneOptions
 
@@ -90,6 +90,136 @@ def test_budget_draws_a_seeded_subset(tmp_path):
     assert [v.id for v in first] == [v.id for v in variants(space, base, budget=4, seed=1)]
     with pytest.raises(ValueError, match="--budget"):
         variants(space, base, budget=0)
+
+
+def test_invalid_combinations_are_skipped_and_listed_with_file_keys_values_and_reason(tmp_path):
+    path = write(
+        tmp_path, "space:\n  chunker.overlap_tokens: [0, 64]\n  chunker.chunk_tokens: [64, 128]\n"
+    )
+    checked = check(load_space(path), load_spec("naive"))
+    assert [i.line(str(path)) for i in checked.invalid] == [
+        f"{path}: chunker.overlap_tokens=64 chunker.chunk_tokens=64: chunker.overlap_tokens: "
+        "must be less than chunker.chunk_tokens (64) (got 64)"
+    ]
+    found = checked.draw()
+    assert [(v.spec.chunker.overlap_tokens, v.spec.chunker.chunk_tokens) for v in found] == [
+        (32, 256),  # the base
+        (0, 64),
+        (0, 128),
+        (64, 128),
+    ]
+    lines = plan.invalid_lines(checked)
+    assert lines[-1] == f"{path}: 1 invalid combinations skipped (of 4)"
+
+
+def test_a_value_is_judged_with_the_values_it_is_paired_with_not_the_base(tmp_path):
+    # 16-token chunks break the base's 32-token overlap, but the space pairs them with 8
+    for text in (
+        "space:\n  chunker.chunk_tokens: [16]\n  chunker.overlap_tokens: [8]\n",
+        "space:\n  chunker.overlap_tokens: [8]\n  chunker.chunk_tokens: [16]\n",
+    ):
+        found = variants(load_space(write(tmp_path, text)), load_spec("naive"))
+        assert [(v.spec.chunker.chunk_tokens, v.spec.chunker.overlap_tokens) for v in found][
+            1:
+        ] == [(16, 8)]
+
+
+def test_values_that_never_work_are_refused_together_one_line_each(tmp_path):
+    path = write(
+        tmp_path,
+        "space:\n  generator.kind: [scripted, 'collections:OrderedDict', 'no_such_mod:Thing']\n"
+        "  retriever.top_k: [0, 3]\n  chunker.overlap_tokens: [0, 300]\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        check(load_space(path), load_spec("naive"))
+    lines = str(err.value).splitlines()
+    assert lines == [
+        f"{path}: space.generator.kind: value 'collections:OrderedDict': collections:"
+        "OrderedDict is not a generator: it lacks invoke, batch, stream (methods every "
+        "langchain Runnable has)",
+        f"{path}: space.generator.kind: value 'no_such_mod:Thing': cannot import 'no_such_mod' "
+        "for 'no_such_mod:Thing': No module named 'no_such_mod'",
+        f"{path}: space.retriever.top_k: value 0: Input should be greater than 0",
+        f"{path}: space.chunker.overlap_tokens: value 300: must be less than "
+        "chunker.chunk_tokens (256)",
+    ]
+
+
+def test_a_space_over_the_default_budget_stops_before_any_work(tmp_path):
+    size = plan.DEFAULT_BUDGET + 25
+    tops = list(range(1, 16))
+    candidates = list(range(10, 10 + size // len(tops) + 1))
+    path = write(
+        tmp_path, f"space:\n  retriever.top_k: {tops}\n  retriever.candidate_k: {candidates}\n"
+    )
+    said: list[str] = []
+    with pytest.raises(ConfigError) as err:
+        tune("bundled", path, pipeline="bm25-zh", runs=tmp_path / "runs", say=said.append)
+    assert said == [
+        f"{path}: {len(tops) * len(candidates)} combinations of 2 keys over base `bm25-zh`; "
+        "checking each"
+    ]
+    assert str(err.value).startswith(f"{path}: {len(tops) * len(candidates)} variants, over the")
+    assert "--budget N" in str(err.value) and "--yes" in str(err.value)
+    assert not (tmp_path / "runs").exists()  # nothing was started
+
+    said.clear()
+    result = tune(
+        "bundled",
+        path,
+        pipeline="bm25-zh",
+        runs=tmp_path / "runs",
+        store_location=str(tmp_path / "store"),
+        options=TuneOptions(metric="answer_recall@5", budget=3),
+        say=said.append,
+    )
+    assert len(result.rows) == 3
+    # the estimate comes before the work and counts it as the sweep does it: one in-memory
+    # BM25 index, and one search per retrieval setting other than top_k
+    assert said[1] == (
+        "3 variants: 1 indexes (0 embedded, 1 BM25 in memory), 3 searches of 24 questions "
+        "(72 queries); no answers generated (a retrieval metric ranks) (drawn from "
+        f"{len(tops) * len(candidates)} by --budget)"
+    )
+    assert (result.work.indexes, result.work.searches) == (1, 3)
+
+
+def test_the_estimate_counts_work_as_the_sweep_shares_it(tmp_path):
+    path = write(tmp_path, LEXICAL_SPACE)
+    chosen = variants(load_space(path), load_spec("bm25-zh"))
+    work = plan.estimate(chosen, questions=24, answered=3)
+    assert (work.variants, work.embedded_indexes, work.lexical_indexes) == (8, 0, 2)
+    assert work.searches == 4 and work.answered == 3  # as test_sweep_shares_indexes_and_searches
+    dense = variants(
+        load_space(write(tmp_path, "space:\n  retriever.kind: [dense]\n", "d.yaml")),
+        load_spec("bm25-zh"),
+    )
+    assert plan.estimate(dense, 24, 0).embedded_indexes == 1
+
+
+def test_cli_lists_every_bad_value_and_states_a_large_space_first(tmp_path):
+    from typer.testing import CliRunner
+
+    from ragkit.cli import app
+
+    bad = write(tmp_path, "space:\n  retriever.kind: [bm25, sparse]\n  retriever.top_k: [0, 3]\n")
+    result = CliRunner().invoke(app, ["tune", "--space", str(bad), "--runs", str(tmp_path)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert [e.split(": ")[2] for e in errors] == ["space.retriever.kind", "space.retriever.top_k"]
+    big = write(
+        tmp_path,
+        "space:\n  retriever.top_k: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]\n"
+        "  retriever.candidate_k: [10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24]\n",
+        "big.yaml",
+    )
+    result = CliRunner().invoke(app, ["tune", "--space", str(big), "--runs", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"{big}: 225 combinations of 2 keys over base `naive`; checking each",
+        f"error: {big}: 225 variants, over the default budget of 200: pass --budget N to run N "
+        "of them (drawn with --seed), or --yes to run them all",
+    ]
 
 
 def test_override_switches_on_a_section_and_validates():

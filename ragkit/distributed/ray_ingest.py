@@ -46,11 +46,12 @@ from ragkit.distributed.cluster import (
 from ragkit.errors import ConfigError, InputError, RagkitError
 from ragkit.ingest import IngestProgress, IngestReport, Ledger, document_record, write_batch
 from ragkit.loaders import FORMATS, LoadIssue, load_documents
+from ragkit.sources import real_source, stored_source
 from ragkit.spec import PipelineSpec
 from ragkit.store import ChromaStore, DocumentRecord
 from ragkit.types import Chunk, Document
 
-CHUNK, EMPTY, UNCHANGED, ISSUE = "chunk", "empty", "unchanged", "issue"
+CHUNK, EMPTY, UNCHANGED, ISSUE, NOTE = "chunk", "empty", "unchanged", "issue", "note"
 
 
 # -- worker side ------------------------------------------------------------------------------
@@ -113,13 +114,13 @@ def load_and_chunk(
     issues: list[LoadIssue] = []
     if item["path"]:
         try:
-            docs = list(load_documents([item["path"]], on_issue=issues.append))
+            docs = list(load_documents([real_source(item["path"])], on_issue=issues.append))
         except (InputError, OSError) as exc:
             issues.append(LoadIssue(item["path"], str(exc)))
             docs = []
     else:
         docs = [pickle.loads(item["document"])]
-    rows = [_row(ISSUE, note=i.reason, source=i.path) for i in issues]
+    rows = [_row(ISSUE if i.skipped else NOTE, note=i.reason, source=i.path) for i in issues]
     todo: list[Document] = []
     for doc in docs:
         if doc.id in skip:
@@ -224,8 +225,8 @@ class _Collector:
         finished: list[DocumentRecord] = []
         self._note_workers(batch)
         for i, kind in enumerate(batch["kind"]):
-            if kind == ISSUE:
-                self._issue(str(batch["source"][i]), str(batch["note"][i]))
+            if kind in (ISSUE, NOTE):
+                self._issue(str(batch["source"][i]), str(batch["note"][i]), kind == ISSUE)
                 continue
             doc_id = str(batch["doc_id"][i])
             if doc_id in self.done:
@@ -275,10 +276,10 @@ class _Collector:
         self.in_flight[record.doc_id] = doc
         return doc
 
-    def _issue(self, path: str, reason: str) -> None:
+    def _issue(self, path: str, reason: str, skipped: bool) -> None:
         if (path, reason) not in self.issues:
             self.issues.add((path, reason))
-            self.report.issues.append(LoadIssue(path, reason))
+            self.report.add_issue(LoadIssue(path, reason, skipped))
 
     def _note_workers(self, batch: dict[str, np.ndarray]) -> None:
         if "worker" not in batch or not len(batch["worker"]):
@@ -351,7 +352,9 @@ class RayIngestor:
         """Ingest already-loaded Documents: the driver skips unchanged ones before anything is
         sent, so an index that is up to date starts no workers at all. The returned report is
         a new `RayIngestReport` that starts with `report`'s issues."""
-        out = RayIngestReport(issues=list(report.issues) if report else [])
+        out = RayIngestReport(
+            issues=list(report.issues) if report else [], notes=list(report.notes) if report else []
+        )
         run = _RayRun(self, out, progress)
         items = (
             {"path": "", "document": pickle.dumps(doc, protocol=pickle.HIGHEST_PROTOCOL)}
@@ -371,7 +374,7 @@ def _files(roots: list[str | Path]) -> list[str]:
             resolved = path.resolve()
             if resolved not in seen and resolved.suffix.lower() in FORMATS:
                 seen.add(resolved)
-                out.append(str(resolved))
+                out.append(stored_source(str(resolved)))  # Arrow takes valid UTF-8 only
     return out
 
 

@@ -234,6 +234,9 @@ def evaluate(
         raise ValueError(f"limit must be > 0, got {limit}")
     require_eval_extra((options or EvalOptions()).use_ragas)
     chosen, documents = open_suite(suite, data=data, articles=articles)
+    if not chosen.items:  # an empty report would read as a run that found nothing wrong
+        where = f" ({chosen.path})" if chosen.path is not None else ""
+        raise ConfigError(f"suite {chosen.name!r}{where}: no items to evaluate")
     names = [p.name if isinstance(p, PipelineSpec) else str(p) for p in pipelines]
     folder = run_dir or default_run_dir(chosen, names, limit, runs)
     make_runner = runner or EvalRunner

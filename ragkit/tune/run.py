@@ -6,16 +6,16 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ragkit.errors import ConfigError
 from ragkit.spec import load_spec
-from ragkit.tune import report
+from ragkit.tune import plan, report
 from ragkit.tune.retrieval import RETRIEVAL_METRICS
-from ragkit.tune.space import Variant, load_space, spec_digest, variants
+from ragkit.tune.space import Variant, check, load_space, spec_digest
 from ragkit.tune.split import split_items
 from ragkit.tune.sweep import Sweep, TuneOptions, WorkDone
 
@@ -66,20 +66,49 @@ def tune(
     data: Path | None = None,
     articles: int = 3000,
     progress: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> TuneResult:
-    """Run the sweep, then write leaderboard.md/.json, pareto.png and winner.yaml."""
+    """Run the sweep, then write leaderboard.md/.json, pareto.png and winner.yaml.
+
+    Before any work the space is checked whole (see `space.check`) and `say` is told its size,
+    the invalid combinations skipped and the work ahead; a space over the default budget
+    stops here unless `options` has a budget or `yes`.
+    """
     from ragkit.eval.suites import open_suite
 
     options = options or TuneOptions()
+    say = say or (lambda line: None)
     started = time.perf_counter()
     space = load_space(space_path)
     base_name = pipeline or space.base or "naive"
     base = load_spec(base_name)
-    chosen = variants(space, base, budget=options.budget, seed=options.seed)
+    if options.budget is not None and options.budget < 1:
+        raise ValueError(f"--budget must be >= 1, got {options.budget}")
+    if options.metric not in (*RETRIEVAL_METRICS, *ANSWER_METRICS):
+        known = ", ".join((*RETRIEVAL_METRICS, *ANSWER_METRICS))
+        raise ConfigError(f"--metric {options.metric}: unknown (one of: {known})")
+    if space.size > plan.DEFAULT_BUDGET:  # checking takes a while: say what is being checked
+        say(
+            f"{space_path}: {space.size:,} combinations of {len(space.axes)} keys over base "
+            f"`{base_name}`; checking each"
+        )
+    checked = check(space, base)
+    for line in plan.invalid_lines(checked):
+        say(line)
+    plan.gate(checked, options.budget, options.yes)
+    chosen = checked.draw(options.budget, options.seed)
+    cut = len(chosen) < checked.size
     chosen += _references(compare, {v.id for v in chosen})
     opened, documents = open_suite(suite, data=data, articles=articles)
+    wanted = options.shortlist or (0 if options.metric in RETRIEVAL_METRICS else 3)
+    reads = sum(1 for i in opened.items if i.task == "read")
+    drawn = f" (drawn from {checked.size:,} by --budget)" if cut else ""
+    say(plan.estimate(chosen, reads, wanted).line() + drawn)
     folder = run_dir or default_run_dir(suite, Path(space_path), base_name, options, runs)
     folder.mkdir(parents=True, exist_ok=True)
+    listed = plan.write_invalid(checked, folder)
+    if listed is not None and len(checked.invalid) > plan.SHOWN_INVALID:
+        say(f"all invalid combinations: {listed}")
     sweep = Sweep(
         opened,
         chosen,
@@ -104,7 +133,6 @@ def tune(
     rank_by = _retrieval_metric(options.metric, found, [i.id for i in tuning])
     rows = _rows(chosen, found, {}, tuning, held, compare_ids=_ids(chosen, compare))
     answered: dict[str, dict[str, dict[str, Any]]] = {}
-    wanted = options.shortlist or (0 if options.metric in RETRIEVAL_METRICS else 3)
     if wanted:
         short = [r.variant for r in report.ranked(rows, rank_by)[:wanted]]
         answered = sweep.run_generation([v for v in chosen if v.id in short], progress)
@@ -120,7 +148,9 @@ def tune(
     notes = [
         f"suite {opened.name}: {len(sweep.items)} questions, {len(tuning)} for tuning, "
         f"{len(held)} held back (seed {options.seed})",
-        f"space {space_path}: {len(chosen)} variants from base `{base_name}`; "
+        f"space {space_path}: {len(chosen)} variants from base `{base_name}`"
+        + (f" ({len(checked.invalid)} invalid combinations skipped)" if checked.invalid else "")
+        + "; "
         f"{work.indexes} indexes built, {work.searches} searches, {work.answers} answers "
         f"generated this run ({work.cached_variants} variants from the run folder)",
         f"ranked by {options.metric} on the tuning part"

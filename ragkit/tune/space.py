@@ -7,8 +7,11 @@
       chunker.chunk_tokens: [128, 256]
       rerank: [null, {kind: embedder}]
 
-Every value is applied to the base spec and validated up front, so a typo fails as one line
-naming the file, the key and the reason before any index is built.
+Every combination is validated as a whole spec up front (import paths included), before any
+index is built: a value that works in no combination (a typo, a class that does not import) is
+refused with one line naming the file, the key, the value and the reason, all such values at
+once; a combination that breaks a rule between settings (overlap as long as the chunk) is
+skipped and listed, one line each.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import hashlib
 import itertools
 import json
 import random
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -27,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ragkit.errors import ConfigError
-from ragkit.spec import PipelineSpec, read_yaml
+from ragkit.spec import PipelineSpec, describe, plugin_problem, read_yaml
 
 _TOP_KEYS = {"base", "space"}
 # Keys that say where a pipeline runs or what it is called, not how it works.
@@ -102,28 +106,6 @@ def override(model: BaseModel, key: str, value: Any) -> BaseModel:
     return model.model_copy(update={head: override(child, rest, value)})
 
 
-def apply(base: PipelineSpec, overrides: Sequence[tuple[str, Any]], origin: str) -> PipelineSpec:
-    spec: BaseModel = base
-    for key, value in overrides:
-        spec = _checked_override(spec, key, value, origin)
-    assert isinstance(spec, PipelineSpec)
-    return spec
-
-
-def _checked_override(spec: BaseModel, key: str, value: Any, origin: str) -> BaseModel:
-    try:
-        return override(spec, key, value)
-    except KeyError as exc:
-        raise ConfigError(f"{origin}: space.{key}: unknown spec key {exc.args[0]!r}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        detail = f" ({where})" if where and where != key.rpartition(".")[2] else ""
-        raise ConfigError(
-            f"{origin}: space.{key}: value {value!r}: {first['msg']}{detail}"
-        ) from None
-
-
 def load_space(path: str | Path) -> Space:
     """Read and shape-check a space file; values are checked against a spec in `variants`."""
     path = Path(path)
@@ -154,31 +136,170 @@ def load_space(path: str | Path) -> Space:
     return Space(str(path), base, tuple(checked))
 
 
+@dataclass(frozen=True)
+class Invalid:
+    """A combination of values the spec's rules refuse together, and the reason."""
+
+    overrides: tuple[tuple[str, Any], ...]
+    reason: str
+
+    def line(self, path: str) -> str:
+        return f"{path}: {label(self.overrides)}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A space checked against a base spec before any work: the distinct valid variants
+    besides the base (as picks of one value per axis) and the combinations skipped as invalid.
+    `draw` makes the variants to run."""
+
+    space: Space
+    base: PipelineSpec
+    valid: list[tuple[int, ...]]
+    invalid: list[Invalid]
+
+    @property
+    def size(self) -> int:
+        """Distinct variants, the base included."""
+        return len(self.valid) + 1
+
+    def draw(self, budget: int | None = None, seed: int = 0) -> list[Variant]:
+        """The base first, then every valid variant, or `budget - 1` of them drawn with `seed`."""
+        if budget is not None and budget < 1:
+            raise ValueError(f"--budget must be >= 1, got {budget}")
+        chosen = self.valid
+        if budget is not None and len(chosen) > budget - 1:
+            drawn = random.Random(seed).sample(range(len(chosen)), budget - 1)
+            chosen = [chosen[i] for i in sorted(drawn)]
+        raw = self.base.model_dump()
+        out = [Variant("base", (), self.base)]
+        ids = {out[0].id}
+        for picks in chosen:
+            overrides = _overrides(self.space, picks)
+            spec, _ = _spec_for(raw, overrides)
+            assert spec is not None
+            variant = Variant(label(overrides), overrides, spec)
+            if variant.id not in ids:  # the same settings reached by two routes
+                ids.add(variant.id)
+                out.append(variant)
+        return out
+
+
+def check(space: Space, base: PipelineSpec) -> Checked:
+    """Validate every combination of the space as a whole spec, import paths included.
+
+    A value no valid combination holds (a typo, a class that does not import, a setting out of
+    range) is a mistake in the space: all such values are refused together, one line each. A
+    combination whose values are each fine but break a rule together (overlap as long as the
+    chunk) is skipped and listed, so a grid need not be pruned by hand. Combinations giving
+    the same spec are one variant.
+    """
+    keys = [key for key, _ in space.axes]
+    unknown = [_unknown_key(key, space.path) for key in keys]
+    if any(unknown):
+        raise ConfigError("\n".join(u for u in unknown if u))
+    raw = base.model_dump()
+    works: set[tuple[int, int]] = set()  # (axis, value) pairs some valid combination holds
+    failed: set[tuple[int, int]] = set()
+    invalid: list[Invalid] = []
+    valid: list[tuple[int, ...]] = []
+    seen = {_identity(base)}
+    for picks in itertools.product(*(range(len(values)) for _, values in space.axes)):
+        overrides = _overrides(space, picks)
+        spec, reason = _spec_for(raw, overrides)
+        pairs = list(enumerate(picks))
+        if spec is None:
+            invalid.append(Invalid(overrides, reason))
+            failed.update(pairs)
+            continue
+        works.update(pairs)
+        identity = _identity(spec)
+        if identity not in seen:
+            seen.add(identity)
+            valid.append(picks)
+    refused = [
+        f"{space.path}: space.{keys[axis]}: value {_show_value(space.axes[axis][1][i])}: "
+        f"{_trim(_why(space, raw, works, axis, i), keys[axis])}"
+        for axis, i in sorted(failed - works)
+    ]
+    if refused:
+        raise ConfigError("\n".join(refused))
+    return Checked(space, base, valid, invalid)
+
+
 def variants(
     space: Space, base: PipelineSpec, *, budget: int | None = None, seed: int = 0
 ) -> list[Variant]:
-    """The base pipeline first, then every combination (or `budget - 1` of them, drawn with
-    `seed`); combinations that give the same spec are one variant."""
+    """The base pipeline first, then every valid combination (or `budget - 1` of them, drawn
+    with `seed`); see `check`."""
     if budget is not None and budget < 1:
         raise ValueError(f"--budget must be >= 1, got {budget}")
-    for key, values in space.axes:  # every value checked on its own, before any combination
-        for value in values:
-            apply(base, [(key, value)], space.path)
-    keys = [k for k, _ in space.axes]
-    combos = list(itertools.product(*(v for _, v in space.axes)))
-    if budget is not None and len(combos) > budget - 1:
-        combos = random.Random(seed).sample(combos, budget - 1)
-    out = [Variant("base", (), base)]
-    seen = {spec_digest(base)}
-    for combo in combos:
-        overrides = tuple(zip(keys, combo, strict=True))
-        spec = apply(base, overrides, space.path)
-        digest = spec_digest(spec)
-        if digest in seen:
-            continue
-        seen.add(digest)
-        out.append(Variant(label(overrides), overrides, spec))
-    return out
+    return check(space, base).draw(budget, seed)
+
+
+def _identity(spec: PipelineSpec) -> str:
+    """What `spec_digest` hashes, serialized by pydantic: a cheaper key for telling apart the
+    many combinations of a large space."""
+    return spec.model_dump_json(exclude={"name", "description", "store"})
+
+
+def _why(space: Space, raw: dict[str, Any], works: set[tuple[int, int]], axis: int, i: int) -> str:
+    """Why a value fails in every combination, told from the combination that pairs it with
+    values that work elsewhere, so the reason is about this value and not another bad one."""
+    picks = [
+        i if a == axis else next((j for j in range(len(vs)) if (a, j) in works), 0)
+        for a, (_, vs) in enumerate(space.axes)
+    ]
+    _, reason = _spec_for(raw, _overrides(space, picks))
+    return reason
+
+
+def _overrides(space: Space, picks: Sequence[int]) -> tuple[tuple[str, Any], ...]:
+    return tuple((key, values[i]) for (key, values), i in zip(space.axes, picks, strict=True))
+
+
+def _unknown_key(key: str, path: str) -> str | None:
+    model: type[BaseModel] | None = PipelineSpec
+    for part in key.split("."):
+        fields = model.model_fields if model is not None else {}
+        if part not in fields:
+            return f"{path}: space.{key}: unknown spec key {part!r}"
+        model = _model_class(fields[part].annotation)
+    return None
+
+
+def _spec_for(
+    raw: dict[str, Any], overrides: Sequence[tuple[str, Any]]
+) -> tuple[PipelineSpec | None, str]:
+    """The base's settings with `overrides` set, validated at once as one spec (so the order
+    of keys never matters), or None and the reason (`key: reason (got value)`)."""
+    body = dict(raw)
+    for key, value in overrides:
+        *path, last = key.split(".")
+        node = body
+        for part in path:  # copied on the way down: the base and the space's values stay as is
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}  # None: switched on
+            node = node[part]
+        node[last] = value
+    try:
+        spec = PipelineSpec.model_validate(body)
+    except ValidationError as exc:
+        return None, describe(exc)
+    problem = plugin_problem(spec)
+    return (None, problem) if problem is not None else (spec, "")
+
+
+def _trim(reason: str, key: str) -> str:
+    """A reason about `key` itself without the key and value the line already names."""
+    head = f"{key}: "
+    if not reason.startswith(head):
+        return reason
+    return re.sub(r" \(got .*\)$", "", reason.removeprefix(head))
+
+
+def _show_value(value: Any) -> str:
+    return repr(value) if not isinstance(value, Mapping) else _show(value)
 
 
 def label(overrides: Sequence[tuple[str, Any]]) -> str:

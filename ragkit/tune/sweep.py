@@ -31,6 +31,7 @@ class TuneOptions:
     holdout: float = 0.3
     seed: int = 0
     budget: int | None = None
+    yes: bool = False  # run a space over the default budget whole
     shortlist: int = 0  # variants answered with the generator, best by retrieval first
     batch_size: int = 16
 
