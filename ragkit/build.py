@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragkit.components import GENERATORS, RETRIEVERS
-from ragkit.protocols import Embedder, Generator, Retriever, Store
+from ragkit.protocols import Embedder, Generator, Pipeline, Retriever, Store
 from ragkit.registry import Parts
 from ragkit.spec import EmbedderSpec, GeneratorSpec, PipelineSpec, StoreSpec, load_spec
 
 if TYPE_CHECKING:
-    from langchain_core.runnables import Runnable
-
     from ragkit.chunking import TokenChunker
     from ragkit.ingest import Ingestor
 
@@ -116,7 +114,8 @@ def ingestor(spec: PipelineSpec) -> Ingestor:
     return Ingestor(store=store(spec), embedder=embedder(spec), chunker=chunker(spec))
 
 
-def pipeline(spec: PipelineSpec) -> Runnable:
+def pipeline(spec: PipelineSpec) -> Pipeline:
+    """The spec's pipeline: a `RAGPipeline`, wrapped in Iter-RetGen when `iterate` is set."""
     from ragkit.pipeline import RAGPipeline
     from ragkit.prompting import PromptAssembler
     from ragkit.stages.factory import build_reranker, build_rewriter, wrap_iterate
@@ -152,7 +151,7 @@ def load_pipeline(
     store_location: str | None = None,
     collection: str | None = None,
     **overrides: Mapping[str, Any] | None,
-) -> Runnable:
+) -> Pipeline:
     """A ready pipeline from a named spec in `pipelines/` or a YAML file.
 
     Keyword sections change settings in one call, validated as YAML is:

@@ -7,8 +7,11 @@ to each component, so the embedder and the generator see every query at once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -16,6 +19,7 @@ from langchain_core.runnables.config import patch_config
 from pydantic import ConfigDict, Field
 
 from ragkit.attribution import attribute
+from ragkit.generation.cancel import cancellable
 from ragkit.prompting import PromptAssembler, cite
 from ragkit.runnable import BatchedRunnable
 from ragkit.types import Answer, AnswerChunk, Prompt, Query, Retrieved
@@ -45,7 +49,48 @@ def to_query(value: PipelineInput) -> Query:
     return query
 
 
-class RAGPipeline(BatchedRunnable[PipelineInput, Answer]):
+class PipelineRunnable(BatchedRunnable[PipelineInput, Answer]):
+    """The async half of the pipeline contract (`ragkit.protocols.Pipeline`), from the sync one.
+
+    langchain-core's defaults would make `astream` yield one finished Answer and `abatch` run
+    the inputs as separate batches of one; here `astream` pulls the sync stream piece by piece
+    in worker threads (text deltas, then the Answer) and `abatch` is one `batch` in a thread.
+    """
+
+    async def astream(  # type: ignore[override]
+        self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[AnswerChunk]:
+        pieces = self.stream(input, config, **kwargs)
+        stop = threading.Event()  # set when the consumer leaves: the generation stops too
+        end = object()
+
+        def pull() -> Any:
+            with cancellable(stop):
+                return next(pieces, end)
+
+        try:
+            while (piece := await asyncio.to_thread(pull)) is not end:
+                yield piece
+        finally:
+            stop.set()
+            # A pull still running (the consumer was cancelled mid-wait) ends on `stop`.
+            with contextlib.suppress(ValueError):
+                pieces.close()
+
+    async def abatch(
+        self,
+        inputs: list[PipelineInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Answer]:
+        return await asyncio.to_thread(
+            self.batch, inputs, config, return_exceptions=return_exceptions, **kwargs
+        )
+
+
+class RAGPipeline(PipelineRunnable):
     """Retrieval-augmented generation from composable parts.
 
     `rewriter` maps a Query to search queries (several are fused by reciprocal rank fusion);
@@ -74,6 +119,13 @@ class RAGPipeline(BatchedRunnable[PipelineInput, Answer]):
                 yield piece
             else:
                 yield AnswerChunk("", self.finish(piece.answer, query, prompt, retrieved))
+
+    def with_generator(self, generator: Runnable) -> RAGPipeline:
+        """This pipeline answering with `generator` (its stages keep their own)."""
+        return self.model_copy(update={"generator": generator})
+
+    def with_retriever(self, retriever: Runnable) -> RAGPipeline:
+        return self.model_copy(update={"retriever": retriever})
 
     # ---- steps ------------------------------------------------------------------------
     def _run_batch(

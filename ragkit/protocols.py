@@ -3,12 +3,18 @@ so a user's store, embedder or generator plugs in without subclassing ragkit's o
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ragkit.types import Answer, AnswerChunk, Chunk, Prompt, Query, Retrieved
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import Runnable, RunnableConfig
+
+    from ragkit.pipeline import PipelineInput
+    from ragkit.prompting import PromptAssembler
 
 
 @runtime_checkable
@@ -79,3 +85,77 @@ class Retriever(Protocol):
     def batch(
         self, inputs: list[Any], config: Any = None, **kwargs: Any
     ) -> list[list[Retrieved]]: ...
+
+
+@runtime_checkable
+class Pipeline(Protocol):
+    """What every pipeline `ragkit.build.pipeline` returns offers, whatever its stages: the
+    server, the tuner and the evaluator use these members and nothing else, so a stage that
+    wraps a pipeline (Iter-RetGen) is served, tuned and evaluated like the pipeline itself.
+
+    `retrieve` is the pipeline's own search for each query (rewriting and reranking
+    included); for a multi-round pipeline, its first round. `with_generator` and
+    `with_retriever` return a copy with that part replaced (a server binds a request's
+    sampling settings; a sweep swaps in an in-memory index), leaving the original untouched.
+    `stream` and `astream` yield text deltas and end with a chunk carrying the final Answer.
+    """
+
+    @property
+    def pipeline_name(self) -> str: ...
+
+    @property
+    def generator(self) -> Runnable: ...
+
+    @property
+    def retriever(self) -> Runnable: ...
+
+    @property
+    def assembler(self) -> PromptAssembler: ...
+
+    def retrieve(
+        self,
+        queries: Sequence[Query],
+        config: RunnableConfig | None = None,
+        *,
+        search: Sequence[Sequence[Query]] | None = None,
+    ) -> list[list[Retrieved]]: ...
+
+    def prompt_for(self, query: Query, retrieved: Sequence[Retrieved]) -> Prompt: ...
+
+    def with_generator(self, generator: Runnable) -> Pipeline: ...
+
+    def with_retriever(self, retriever: Runnable) -> Pipeline: ...
+
+    def invoke(
+        self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Answer: ...
+
+    def batch(
+        self,
+        inputs: list[PipelineInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Answer]: ...
+
+    def stream(
+        self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[AnswerChunk]: ...
+
+    async def ainvoke(
+        self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Answer: ...
+
+    async def abatch(
+        self,
+        inputs: list[PipelineInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[Answer]: ...
+
+    def astream(
+        self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[AnswerChunk]: ...

@@ -163,6 +163,31 @@ def test_plain_then_streamed_completion(client, server):
 
 
 @pytest.mark.slow
+def test_typed_text_parts_are_answered_and_an_image_part_refused(client):
+    from openai import BadRequestError
+
+    half = len(QUESTION) // 2
+    parts = [
+        {"type": "text", "text": QUESTION[:half]},
+        {"type": "text", "text": QUESTION[half:]},
+    ]
+    reply = client.chat.completions.create(
+        model="naive", messages=[{"role": "user", "content": parts}], max_tokens=8
+    )
+    whole = client.chat.completions.create(
+        model="naive", messages=[{"role": "user", "content": QUESTION}], max_tokens=8
+    )
+    assert reply.choices[0].message.content.strip()
+    assert reply.choices[0].message.content == whole.choices[0].message.content
+    assert reply.choices[0].message.model_extra["sources"]
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    with pytest.raises(BadRequestError, match="'image_url'.*takes text only"):
+        client.chat.completions.create(
+            model="naive", messages=[{"role": "user", "content": [parts[0], image]}]
+        )
+
+
+@pytest.mark.slow
 def test_stream_ends_with_done_marker(server):
     with httpx.stream(
         "POST", server.url + "/v1/chat/completions", json=ask(4, True), headers=AUTH, timeout=600

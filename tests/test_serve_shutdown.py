@@ -1,5 +1,5 @@
 """SIGTERM with requests in flight, against a real `ragkit serve` process (uvicorn on 127.0.0.1)
-whose pipeline generates on a real llama-server."""
+whose pipeline generates on a real llama-server, or in process with the packaged local model."""
 
 from __future__ import annotations
 
@@ -36,13 +36,31 @@ def spec_file(tmp_path_factory, bundled_corpus, embedder) -> Iterator[Path]:
         yield spec_file
 
 
+@pytest.fixture(scope="module")
+def naive_index(tmp_path_factory, bundled_corpus, embedder) -> Path:
+    """The bundled corpus indexed as the named `naive` pipeline reads it."""
+    from ragkit import build
+    from ragkit.spec import load_spec
+
+    folder = tmp_path_factory.mktemp("shutdown-naive")
+    spec = load_spec("naive").with_store(str(folder / "idx"))
+    build.register_embedder(spec.embedder, embedder)
+    build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)
+    return folder / "idx"
+
+
 @contextlib.contextmanager
-def ragkit_serve(spec_file: Path, *options: str) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+def ragkit_serve(
+    spec_file: Path, *options: str, pipeline: str | None = None
+) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    """`ragkit serve` of `spec_file` on the index beside it (or of the named `pipeline` on the
+    index `spec_file`), answering /health."""
     port = free_port()
+    store = spec_file if pipeline is not None else spec_file.parent / "idx"
     log_path = spec_file.parent / f"serve-{port}.log"
     command = [
-        sys.executable, "-m", "ragkit.cli", "serve", "--pipeline", str(spec_file),
-        "--store", str(spec_file.parent / "idx"), "--port", str(port), *options,
+        sys.executable, "-m", "ragkit.cli", "serve", "--pipeline", pipeline or str(spec_file),
+        "--store", str(store), "--port", str(port), *options,
     ]  # fmt: skip
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
@@ -65,9 +83,9 @@ def ragkit_serve(spec_file: Path, *options: str) -> Iterator[tuple[subprocess.Po
             process.wait()
 
 
-def ask(max_tokens: int, stream: bool) -> dict:
+def ask(max_tokens: int, stream: bool, model: str = "passthrough") -> dict:
     return {
-        "model": "passthrough",
+        "model": model,
         "messages": [
             {"role": "user", "content": "Describe Varrow Point and its history at length."}
         ],
@@ -160,3 +178,67 @@ def test_sigterm_lets_running_requests_finish_within_the_grace(spec_file):
     events = out["events"]
     assert events[-1] == "data: [DONE]" and "sources" in events[-2]
     assert rc == 0 and "Traceback" not in log, log[-3000:]
+
+
+def generating(url: str, max_tokens: int) -> tuple[dict, list[threading.Thread]]:
+    """A streamed and a plain request on the `naive` pipeline, returned once the stream has
+    sent its first words (the model is decoding) and the server counts both in flight."""
+    out: dict = {}
+    first_words = threading.Event()
+
+    def streamed() -> None:
+        body = ask(max_tokens, True, "naive")
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=300) as r:
+            out["stream_status"] = r.status_code
+            events = []
+            for line in r.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                events.append(line)
+                if line != "data: [DONE]":
+                    choices = json.loads(line[6:]).get("choices") or [{}]
+                    if choices[0].get("delta", {}).get("content"):
+                        first_words.set()
+            out["events"] = events
+        first_words.set()  # an early end must not leave the test waiting
+
+    def plain() -> None:
+        body = ask(max_tokens, False, "naive")
+        out["plain"] = httpx.post(url + "/v1/chat/completions", json=body, timeout=300)
+
+    threads = [threading.Thread(target=streamed), threading.Thread(target=plain)]
+    for thread in threads:
+        thread.start()
+    assert first_words.wait(300), "the stream sent no words within 300 s"
+    wait_for(lambda: health(url)["in_flight"] == 2, timeout_s=300)
+    return out, threads
+
+
+@pytest.mark.slow
+def test_sigterm_with_local_generations_in_flight_exits_0_every_time(naive_index):
+    """The local model decodes both requests on its scheduler thread when the grace runs out;
+    the process must still exit 0, not abort with the thread inside a forward pass."""
+    for attempt in range(5):
+        with ragkit_serve(naive_index, "--shutdown-grace", "4", pipeline="naive") as (
+            process,
+            url,
+            log_path,
+        ):
+            out, threads = generating(url, max_tokens=1000)
+            process.send_signal(signal.SIGTERM)
+            for thread in threads:
+                thread.join(120)
+            rc = process.wait(120)
+            log = log_path.read_text(errors="replace")
+
+        where = f"run {attempt + 1} of 5: {log[-3000:]}"
+        assert rc == 0, where
+        assert "terminate called" not in log and "Traceback" not in log, where
+        # Both generations were still running when the grace ran out, and ended properly.
+        assert "ending 2 unfinished requests" in log, where
+        plain = out["plain"]
+        assert plain.status_code == 503, where
+        assert plain.json()["error"]["code"] == "server_shutting_down", where
+        events = out["events"]
+        assert out["stream_status"] == 200 and events[-1] == "data: [DONE]", where
+        assert json.loads(events[-2][6:])["error"]["code"] == "server_shutting_down", where

@@ -18,6 +18,7 @@ from ragkit.eval import reporting, tasks
 from ragkit.eval.datasets import Suite
 from ragkit.eval.scoring import batch_scores
 from ragkit.eval.tasks import EvalItem
+from ragkit.protocols import Pipeline
 from ragkit.report import answer_record
 from ragkit.runlog import read_records
 from ragkit.spec import PipelineSpec, load_spec
@@ -71,7 +72,7 @@ def pipeline_input(item: EvalItem) -> dict[str, Any]:
 
 
 def evaluate_batch(
-    spec: PipelineSpec, rag: Any, batch: list[EvalItem], options: EvalOptions
+    spec: PipelineSpec, rag: Pipeline, batch: list[EvalItem], options: EvalOptions
 ) -> list[dict[str, Any]]:
     """Answer and score one batch of items: the unit of work of every evaluation engine."""
     began = time.perf_counter()

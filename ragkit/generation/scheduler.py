@@ -8,10 +8,18 @@ sequence leaves when it ends (EOS, stop string, max_new_tokens), when its consum
 or when its caller's cancellation event is set; cancellation is checked between prefill blocks
 and between decode steps. The batch is bounded by a number of sequences and by a token budget
 (prompt plus new tokens of everything admitted), so KV memory stays bounded.
+
+The thread is a daemon, so it never keeps a process alive, but it must not be inside a forward
+pass when the interpreter exits: CPython ends a daemon thread that wakes up after finalization
+with `pthread_exit`, whose forced unwind meets a `noexcept` frame of torch's C++ and aborts the
+whole process ("terminate called without an active exception", status 134). So every
+scheduler is closed at exit (`atexit`): the step in progress finishes, every sequence still
+queued or decoding fails with `GenerationCancelled`, and the thread ends before finalization.
 """
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import time
@@ -78,6 +86,11 @@ class Sequence:
             self.close()
 
 
+# How long the interpreter's exit waits for a scheduler's step in progress (one prefill block
+# or one decode step); a generous bound, reached only by a thread that is stuck.
+CLOSE_TIMEOUT_S = 60.0
+
+
 class Scheduler:
     """Owns one loaded model; runs prefills and batched decode steps on its own thread."""
 
@@ -88,14 +101,29 @@ class Scheduler:
         self._waiting: deque[Sequence] = deque()
         self._active: list[Sequence] = []
         self._cond = threading.Condition()
+        self._closed = False
         self._thread = threading.Thread(target=self._run, name="ragkit-decode", daemon=True)
         self._thread.start()
+        atexit.register(self.close, CLOSE_TIMEOUT_S)
 
     def submit(self, seq: Sequence) -> Sequence:
         with self._cond:
+            if self._closed:
+                seq.out.put(GenerationCancelled("the model has been shut down"))
+                return seq
             self._waiting.append(seq)
             self._cond.notify()
         return seq
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stops the thread at its next step boundary (a forward pass running now finishes),
+        failing every queued and decoding sequence; True once the thread has ended."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     @property
     def active(self) -> int:
@@ -107,19 +135,31 @@ class Scheduler:
     def _run(self) -> None:
         import torch
 
-        with torch.inference_mode():
-            while True:
-                for seq in self._admit():
-                    self._guarded([seq], self._start, seq)
-                self._drop_cancelled()
-                if self._active:
-                    self._guarded(list(self._active), self._step)
+        try:
+            with torch.inference_mode():
+                while not self._closed:
+                    for seq in self._admit():
+                        self._guarded([seq], self._start, seq)
+                    self._drop_cancelled()
+                    if self._active and not self._closed:
+                        self._guarded(list(self._active), self._step)
+        finally:
+            with self._cond:
+                self._closed = True
+                ended = [*self._waiting, *self._active]
+                self._waiting.clear()
+                self._active.clear()
+            for seq in ended:
+                seq.kv = None
+                seq.out.put(GenerationCancelled("the model has been shut down"))
 
     def _admit(self) -> list[Sequence]:
         """Waiting sequences that fit the batch now, first come first served; blocks when idle."""
         with self._cond:
-            while not self._waiting and not self._active:
+            while not self._waiting and not self._active and not self._closed:
                 self._cond.wait()
+            if self._closed:
+                return []
             admitted: list[Sequence] = []
             while self._waiting:
                 seq = self._waiting[0]
@@ -158,7 +198,7 @@ class Scheduler:
         logits = None
         block = seq.block_tokens
         for lo in range(seq.reused, len(seq.ids), block):
-            if seq.cancelled():
+            if seq.cancelled() or self._closed:
                 seq.out.put(GenerationCancelled("generation cancelled during prefill"))
                 return
             chunk = torch.tensor([seq.ids[lo : min(lo + block, len(seq.ids))]])

@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragkit.errors import ConfigError
+from ragkit.protocols import Pipeline
 from ragkit.serve.completion import CompletionRun, sources
 from ragkit.serve.errors import (
     APIError,
@@ -75,17 +76,19 @@ class ServeSettings(BaseModel):
 
 
 def create_app(
-    pipelines: Mapping[str, Any] | Sequence[Any], settings: ServeSettings | None = None
+    pipelines: Mapping[str, Pipeline] | Sequence[Pipeline], settings: ServeSettings | None = None
 ) -> FastAPI:
-    """An app serving `pipelines` (name → pipeline, or pipelines named by `pipeline_name`)."""
+    """An app serving `pipelines` (name → pipeline, or pipelines named by `pipeline_name`);
+    anything `ragkit.build.pipeline` returns fits (`ragkit.protocols.Pipeline`)."""
     if settings is None:
         settings = ServeSettings()
     if not isinstance(pipelines, Mapping):
-        pipelines = {
-            str(getattr(p, "pipeline_name", f"pipeline-{i}")): p for i, p in enumerate(pipelines)
-        }
+        pipelines = {p.pipeline_name: p for p in pipelines}
     if not pipelines:
         raise ConfigError("serve: give at least one pipeline")
+    for name, rag in pipelines.items():
+        if not isinstance(rag, Pipeline):
+            raise ConfigError(f"serve: {name!r} is a {type(rag).__name__}, not a ragkit pipeline")
     created = int(time.time())
     metrics = ServerMetrics()
     drain = Drain(settings.shutdown_grace_s)
@@ -109,6 +112,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         drain.bind_loop(asyncio.get_running_loop())
         yield
+        await drain.settle()
 
     app = FastAPI(
         title="ragkit", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
@@ -192,15 +196,21 @@ def create_app(
             "ragkit_chat_requests_total", {"model": body.model, "stream": str(body.stream).lower()}
         )
 
+        started_streams: list[ThreadedStream] = []
+
         def release() -> None:
             metrics.add_gauge("ragkit_generations_in_progress", -1)
             gate.release()
+            for ended in started_streams:
+                drain.generations.discard(ended)
 
         try:
             stream = ThreadedStream(lambda: bound.stream(query), release)
         except BaseException:
             release()
             raise
+        started_streams.append(stream)  # release runs on this loop, so never before this
+        drain.generations.add(stream)
         run = CompletionRun(
             body, rag, stream, request, settings, metrics, started, limit, names[body.model]
         )
@@ -233,7 +243,7 @@ def to_query(messages: Sequence[ChatMessage], max_history: int) -> Query:
     return Query(turns[-1][1].strip(), history=tuple(history))
 
 
-def _bind_generation(rag: Any, limit: int | None, body: ChatCompletionRequest) -> Any:
+def _bind_generation(rag: Pipeline, limit: int | None, body: ChatCompletionRequest) -> Pipeline:
     """The pipeline with this request's generation settings bound to its generator; the
     generator object itself (its weights and prefix cache) is shared, not copied."""
     overrides = {
@@ -245,10 +255,10 @@ def _bind_generation(rag: Any, limit: int | None, body: ChatCompletionRequest) -
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if not overrides:
         return rag
-    return rag.model_copy(update={"generator": rag.generator.bind(**overrides)})
+    return rag.with_generator(rag.generator.bind(**overrides))
 
 
-def _pipeline(pipelines: Mapping[str, Any], name: str) -> Any:
+def _pipeline(pipelines: Mapping[str, Pipeline], name: str) -> Pipeline:
     if name not in pipelines:
         raise APIError(
             404,
@@ -259,8 +269,6 @@ def _pipeline(pipelines: Mapping[str, Any], name: str) -> Any:
     return pipelines[name]
 
 
-def _card(name: str, rag: Any, created: int) -> ModelCard:
-    generator = getattr(rag, "generator", None)
-    return ModelCard(
-        id=name, created=created, description=f"ragkit pipeline {name} ({type(generator).__name__})"
-    )
+def _card(name: str, rag: Pipeline, created: int) -> ModelCard:
+    generator = type(rag.generator).__name__
+    return ModelCard(id=name, created=created, description=f"ragkit pipeline {name} ({generator})")

@@ -5,8 +5,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ragkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ragkit.protocols import Pipeline
+    from ragkit.spec import PipelineSpec
 
 log = logging.getLogger("ragkit.serve")
 
@@ -58,10 +63,9 @@ def serve(
         raise ConfigError(f"serve: --shutdown-grace must be >= 0, got {shutdown_grace_s}")
     import uvicorn
 
-    from ragkit.build import load_pipeline
+    _show_log(log_level)
     from ragkit.serve.app import ServeSettings, create_app
     from ragkit.serve.shutdown import serving_server
-    from ragkit.types import Query
 
     settings = ServeSettings(
         api_key=api_key,
@@ -72,16 +76,7 @@ def serve(
         shutdown_grace_s=shutdown_grace_s,
         max_body_bytes=max_body_bytes,
     )
-    loaded = {}
-    for name in pipelines:
-        rag = load_pipeline(name, store_location=store, collection=collection)
-        if rag.pipeline_name in loaded:
-            raise ConfigError(f"serve: two pipelines are named {rag.pipeline_name!r}")
-        loaded[rag.pipeline_name] = rag
-        if warm_up:
-            log.info("warming up %s", rag.pipeline_name)
-            rag.retrieve([Query("warm up")])
-            rag.generator.invoke("Say OK.", max_new_tokens=1)
+    loaded = load_served(pipelines, store, collection, warm_up)
     app = create_app(loaded, settings)
     log.info("serving %s on http://%s:%d", ", ".join(loaded), host, port)
     # uvicorn's own limit comes after the app's grace, which ends requests properly first.
@@ -93,6 +88,45 @@ def serve(
         timeout_graceful_shutdown=int(shutdown_grace_s) + 10,
     )
     serving_server(config, app.state.drain).run()
+
+
+def load_served(
+    pipelines: Sequence[str | PipelineSpec],
+    store: str | None = None,
+    collection: str | None = None,
+    warm_up: bool = True,
+) -> dict[str, Pipeline]:
+    """The pipelines to serve by name (names in `pipelines/`, YAML paths or specs), each
+    warmed up when asked: one search and one generated token, through the pipeline contract
+    every kind of pipeline offers."""
+    from ragkit import build
+    from ragkit.spec import PipelineSpec, load_spec
+    from ragkit.types import Query
+
+    loaded: dict[str, Pipeline] = {}
+    for item in pipelines:
+        spec = item if isinstance(item, PipelineSpec) else load_spec(item)
+        rag = build.pipeline(spec.with_store(store, collection))
+        if rag.pipeline_name in loaded:
+            raise ConfigError(f"serve: two pipelines are named {rag.pipeline_name!r}")
+        loaded[rag.pipeline_name] = rag
+        if warm_up:
+            log.info("warming up %s", rag.pipeline_name)
+            rag.retrieve([Query("warm up")])
+            rag.generator.invoke("Say OK.", max_new_tokens=1)
+    return loaded
+
+
+def _show_log(level: str) -> None:
+    """The server's own lines (warm-up, shutdown progress, incidents) on stderr beside
+    uvicorn's, at uvicorn's level; other libraries' loggers are left as they are."""
+    logger = logging.getLogger("ragkit")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        logger.addHandler(handler)
+    numeric = logging.getLevelName(level.upper())  # uvicorn's "trace" is below DEBUG
+    logger.setLevel(numeric if isinstance(numeric, int) else logging.DEBUG)
 
 
 def _is_loopback(host: str) -> bool:

@@ -7,12 +7,12 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from ragkit.prompting import PromptAssembler
+from ragkit.protocols import Pipeline
 from ragkit.serve.errors import APIError, pipeline_error
 from ragkit.serve.metrics import ServerMetrics
 from ragkit.serve.schemas import (
@@ -44,7 +44,7 @@ class CompletionRun:
     def __init__(
         self,
         body: ChatCompletionRequest,
-        rag: Any,
+        rag: Pipeline,
         stream: ThreadedStream,
         request: Request,
         settings: ServeSettings,
@@ -183,15 +183,13 @@ class CompletionRun:
 
 
 def sources(
-    rag: Any, answer: Answer, snippet_chars: int, names: SourceNames | None = None
+    rag: Pipeline, answer: Answer, snippet_chars: int, names: SourceNames | None = None
 ) -> list[Source]:
     """The passages the model saw, numbered as its `[n]` citations number them; sources are
     shown as `names` shows them (relative to the ingested folder)."""
     if names is None:
         names = SourceNames(None)
-    assembler = getattr(rag, "assembler", None)
-    if not isinstance(assembler, PromptAssembler):
-        assembler = PromptAssembler()
+    assembler = rag.assembler
     by_id = {r.chunk.id: r for r in answer.retrieved}
     cited = {c.chunk_id for c in answer.citations}
     out = []

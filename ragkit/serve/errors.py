@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ragkit.errors import InputError, ModelServerError
-from ragkit.serve.schemas import error_body
+from ragkit.serve.schemas import UNSUPPORTED, error_body
 from ragkit.serve.worker import Interrupted, QueueFull, ShuttingDown
 
 log = logging.getLogger("ragkit.serve")
@@ -103,16 +103,17 @@ def install_error_handlers(app: FastAPI) -> None:
         first = exc.errors()[0]
         loc = [str(p) for p in first.get("loc", ()) if p != "body"]
         param = ".".join(loc) or None
+        code = "invalid_value"
         if first.get("type") == "json_invalid":
             message, param = "the request body is not valid JSON", None
         elif first.get("type") == "missing":
             message = f"{param}: required"
+        elif first.get("type") in UNSUPPORTED:  # the schema's own refusal says it all
+            message, code = f"{param}: {first.get('msg')}", first["type"]
         else:
             # repr() escapes what JSON cannot carry (lone surrogates, control characters)
             message = f"{param or 'body'}: {first.get('msg')} (got {first.get('input')!r})"[:500]
-        return JSONResponse(
-            error_body(message, "invalid_request_error", param, "invalid_value"), 400
-        )
+        return JSONResponse(error_body(message, "invalid_request_error", param, code), 400)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

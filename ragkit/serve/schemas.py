@@ -1,9 +1,10 @@
 """Request and response bodies of the chat server, in the shapes of OpenAI's chat API.
 
-Fields OpenAI clients send that ragkit cannot honour (`n` > 1, tools) are rejected rather than
-ignored; unknown extra fields are ignored, as OpenAI-compatible servers usually do, so newer
-clients keep working. ragkit adds `sources` to the assistant message (and to the last streamed
-delta) and `time_to_first_token_s` to usage.
+Fields OpenAI clients send that ragkit cannot honour are rejected rather than ignored: `n` > 1,
+content parts other than text (images, audio, files), and tool calling (`tools`, `tool_choice`,
+`functions`, `function_call`, tool messages). Unknown extra fields are ignored, as
+OpenAI-compatible servers usually do, so newer clients keep working. ragkit adds `sources` to
+the assistant message (and to the last streamed delta) and `time_to_first_token_s` to usage.
 """
 
 from __future__ import annotations
@@ -11,6 +12,15 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+# Error types of refusals written here; the server's error handler shows their message as is.
+UNSUPPORTED = ("unsupported_value", "unsupported_parameter")
+NO_TOOLS = "tool calls are not supported: this endpoint answers from retrieved passages"
+
+
+def unsupported(message: str, code: str = "unsupported_value") -> PydanticCustomError:
+    return PydanticCustomError(code, message)
 
 
 class _Body(BaseModel):
@@ -18,13 +28,53 @@ class _Body(BaseModel):
 
 
 class ContentPart(_Body):
+    """A text part of a message (`{"type": "text", "text": ...}`); a message's parts are
+    joined in order. Other part types are refused by `ChatMessage`."""
+
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(_Body):
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
+    tool_calls: Any = None
+    function_call: Any = None
+
+    @field_validator("role")
+    @classmethod
+    def _no_tool_results(cls, value: str) -> str:
+        if value in ("tool", "function"):
+            raise unsupported(f"role {value!r}: {NO_TOOLS}", "unsupported_parameter")
+        return value
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, value: Any) -> Any:
+        """One clear refusal for anything but text, naming the part and its type."""
+        if value is None or isinstance(value, str):
+            return value
+        if not isinstance(value, list):
+            raise unsupported(
+                f"must be a string or a list of text parts, got {type(value).__name__}"
+            )
+        for i, part in enumerate(value):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind != "text":
+                what = f"type {kind!r}" if kind is not None else "no type"
+                raise unsupported(
+                    f"part {i} has {what}; this endpoint takes text only (parts of type 'text')"
+                )
+            if not isinstance(part.get("text"), str):
+                raise unsupported(f"part {i}: a text part needs a string 'text'")
+        return value
+
+    @field_validator("tool_calls", "function_call")
+    @classmethod
+    def _no_tool_calls(cls, value: Any) -> Any:
+        if value:
+            raise unsupported(NO_TOOLS, "unsupported_parameter")
+        return None
 
     @property
     def text(self) -> str:
@@ -51,6 +101,24 @@ class ChatCompletionRequest(_Body):
     seed: int | None = None
     n: int = Field(1, ge=1, le=1)
     user: str | None = None
+    tools: Any = None
+    functions: Any = None
+    tool_choice: Any = None
+    function_call: Any = None
+
+    @field_validator("tools", "functions")
+    @classmethod
+    def _no_tools(cls, value: Any) -> None:
+        if value:  # an empty list offers nothing to call
+            raise unsupported(NO_TOOLS, "unsupported_parameter")
+        return None
+
+    @field_validator("tool_choice", "function_call")
+    @classmethod
+    def _no_tool_choice(cls, value: Any) -> None:
+        if value is not None and value != "none":
+            raise unsupported(NO_TOOLS, "unsupported_parameter")
+        return None
 
     @field_validator("stop")
     @classmethod

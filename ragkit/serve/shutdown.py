@@ -3,7 +3,11 @@ a grace period, then ends the rest with a proper error (an SSE error event and `
 JSON 503) so no client is left with a cut connection.
 
 uvicorn itself stops accepting connections and waits for open ones; it learns nothing about
-requests, so `ServingServer` tells the app's `Drain` when the signal arrives.
+requests, so `ServingServer` tells the app's `Drain` when the signal arrives. A request answered
+early (interrupted, or its client gone) may still have its generation thread running for a
+moment, inside a model or index call; the app's shutdown waits for those threads to end, since
+a daemon thread still in native code when the interpreter exits can abort the process (see
+`ragkit.generation.scheduler`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any
 log = logging.getLogger("ragkit.serve")
 
 INTERRUPTED = "the server shut down before this answer finished; retry"
+# How long shutdown waits for stopped generations to leave their current model step.
+SETTLE_TIMEOUT_S = 30.0
 
 
 class Drain:
@@ -26,6 +32,7 @@ class Drain:
         self.draining = False
         self.gates: list[Any] = []
         self.running: set[Any] = set()  # objects with `interrupt(reason)`
+        self.generations: set[Any] = set()  # streams (`finished` event) whose thread runs
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -50,6 +57,20 @@ class Drain:
                 self.grace_s,
             )
             asyncio.get_running_loop().call_later(self.grace_s, self._interrupt)
+
+    async def settle(self, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
+        """Waits until every generation thread has ended (they have all been told to stop);
+        True when they did within `timeout_s`."""
+        waits = [asyncio.ensure_future(s.finished.wait()) for s in list(self.generations)]
+        if not waits:
+            return True
+        log.info("shutting down: waiting for %d generations to stop", len(waits))
+        _, pending = await asyncio.wait(waits, timeout=timeout_s)
+        for wait in pending:
+            wait.cancel()
+        if pending:
+            log.warning("shutting down: %d generations did not stop in time", len(pending))
+        return not pending
 
     def _interrupt(self) -> None:
         if self.running:

@@ -12,7 +12,10 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ragkit.protocols import Pipeline
 
 log = logging.getLogger("ragkit.serve")
 
@@ -51,9 +54,9 @@ class SourceNames:
         self.root = root
 
     @classmethod
-    def for_pipeline(cls, rag: Any) -> SourceNames:
+    def for_pipeline(cls, rag: Pipeline) -> SourceNames:
         sources: list[str] = []
-        for store in _stores(getattr(rag, "retriever", None)):
+        for store in _stores(rag.retriever):
             try:
                 sources += [record.source for record in store.documents().values()]
             except Exception as exc:  # a store that cannot list documents: names only

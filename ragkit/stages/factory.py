@@ -4,7 +4,7 @@ names the section."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import Runnable
 
@@ -12,6 +12,10 @@ from ragkit.components import E5_NAMES, RERANKERS, REWRITERS
 from ragkit.errors import ConfigError
 from ragkit.registry import Parts, Registry
 from ragkit.spec import IterateSpec, RerankSpec, RewriteSpec
+
+if TYPE_CHECKING:
+    from ragkit.pipeline import RAGPipeline
+    from ragkit.stages.iterate import IterRetGen
 
 __all__ = ["E5_NAMES", "build_reranker", "build_rewriter", "wrap_iterate"]
 
@@ -43,7 +47,7 @@ def _built(registry: Registry, kind: str, spec: Any, parts: Parts, section: str)
         raise ConfigError(f"{section}: {_reason(exc)}") from exc
 
 
-def wrap_iterate(pipeline: Any, spec: IterateSpec) -> Runnable:
+def wrap_iterate(pipeline: RAGPipeline, spec: IterateSpec) -> IterRetGen:
     from ragkit.stages.iterate import IterRetGen
 
     try:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
+from ragkit.errors import ConfigError
 from ragkit.eval import metrics
 from ragkit.eval.scoring import retrieved_gold_ids
 from ragkit.eval.tasks import EvalItem
+from ragkit.protocols import Pipeline
 from ragkit.spec import PipelineSpec
 from ragkit.types import Answer, Chunk, Retrieved
 
@@ -55,15 +56,24 @@ def needs_embeddings(spec: PipelineSpec) -> bool:
     return spec.retriever.kind != "bm25" or spec.rewrite is not None and spec.rewrite.mode == "hyde"
 
 
-def in_memory(rag: Any, chunks: Sequence[Chunk]) -> Any:
+def in_memory(rag: Pipeline, chunks: Sequence[Chunk]) -> Pipeline:
     """The pipeline with its BM25 retriever over `chunks` instead of a store, so lexical
-    variants need no embedding pass."""
+    variants need no embedding pass; a retriever wrapping BM25 (conversational search) keeps
+    its wrapper."""
     from ragkit.retrieval.bm25 import BM25Retriever
+    from ragkit.stages.history import HistorySearch
 
-    lexical = BM25Retriever.from_chunks(
-        chunks, top_k=rag.retriever.top_k, terms=rag.retriever.terms
-    )
-    return rag.model_copy(update={"retriever": lexical})
+    outer = rag.retriever
+    inner = outer.retriever if isinstance(outer, HistorySearch) else outer
+    if not isinstance(inner, BM25Retriever):
+        raise ConfigError(
+            f"pipeline {rag.pipeline_name!r}: an in-memory index needs a BM25 retriever,"
+            f" got {type(inner).__name__}"
+        )
+    lexical = BM25Retriever.from_chunks(chunks, top_k=inner.top_k, terms=inner.terms)
+    if isinstance(outer, HistorySearch):
+        return rag.with_retriever(outer.model_copy(update={"retriever": lexical}))
+    return rag.with_retriever(lexical)
 
 
 def item_retrieval_scores(item: EvalItem, hits: Sequence[Retrieved]) -> dict[str, float]:

@@ -18,11 +18,12 @@ from ragkit.eval.datasets import Suite
 from ragkit.eval.runner import EvalRunner, pipeline_input
 from ragkit.eval.scoring import item_scores
 from ragkit.eval.tasks import EvalItem
+from ragkit.protocols import Pipeline
 from ragkit.runlog import append_record, read_records
 from ragkit.tune import retrieval
 from ragkit.tune.progress import Progress
 from ragkit.tune.space import Variant
-from ragkit.types import Query
+from ragkit.types import Query, Retrieved
 
 
 @dataclass(frozen=True)
@@ -138,13 +139,13 @@ class Sweep:
         spec = spec.model_copy(
             update={"retriever": spec.retriever.model_copy(update={"top_k": depth})}
         )
+        # An iterating pipeline's `retrieve` is its first round's search: ranked by that.
         rag = build.pipeline(self.indexer.index_spec(spec))
-        rag = getattr(rag, "pipeline", rag)  # an iterating wrapper: rank by its first search
         if chunks is not None:
             rag = retrieval.in_memory(rag, chunks)
         queries = [Query(tasks.query(i)) for i in self.items]
         rag.retrieve(queries[:1])  # builds a lazy index outside the timing
-        ranked: list[Any] = []
+        ranked: list[list[Retrieved]] = []
         started = time.perf_counter()
         size = self.options.batch_size
         for start in range(0, len(queries), size):
@@ -185,7 +186,7 @@ class Sweep:
                 spec = self.indexer.index_spec(v.spec)
                 chunks = self._index([v], progress)
                 rag = build.pipeline(spec)
-                if chunks is not None and not hasattr(rag, "pipeline"):
+                if chunks is not None:
                     rag = retrieval.in_memory(rag, chunks)
                 for batch in _batches(pending, 4):
                     for record in self._answer(v, rag, batch):
@@ -195,7 +196,7 @@ class Sweep:
                     advance(len(batch))
         return {v.id: done.get(v.id, {}) for v in chosen}
 
-    def _answer(self, v: Variant, rag: Any, batch: list[EvalItem]) -> list[dict[str, Any]]:
+    def _answer(self, v: Variant, rag: Pipeline, batch: list[EvalItem]) -> list[dict[str, Any]]:
         started = time.perf_counter()
         answers = rag.batch([pipeline_input(i) for i in batch])
         latency = (time.perf_counter() - started) / len(batch)
