@@ -444,3 +444,32 @@ def test_an_unknown_metric_is_named(tmp_path):
             store_location=str(tmp_path / "store"),
             options=TuneOptions(metric="bleu9"),
         )
+
+
+# ---- in-memory lexical index ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["best", "chat", "iter-retgen-bm25"])
+def test_in_memory_index_keeps_the_pipelines_stages(tmp_path, name):
+    """A lexical variant searches chunks held in memory whatever stages wrap its retriever:
+    conversational search keeps its wrapper, Iter-RetGen keeps its rounds."""
+    from ragkit import build
+    from ragkit.pipeline import RAGPipeline
+    from ragkit.stages.history import HistorySearch
+    from ragkit.stages.iterate import IterRetGen
+    from ragkit.tune.retrieval import in_memory
+    from ragkit.types import Chunk, Query
+
+    if name == "iter-retgen-bm25":
+        spec = load_spec("iter-retgen").override(retriever={"kind": "bm25"})
+    else:
+        spec = load_spec(name)
+    spec = spec.override(generator={"kind": "scripted"}).with_store(str(tmp_path / "empty"))
+    texts = ["The harbour master is Ines Albescu.", "The ferry leaves at dawn."]
+    chunks = [Chunk(f"c{i}", f"d{i}", t, 0, len(t)) for i, t in enumerate(texts)]
+    rag = in_memory(build.pipeline(spec), chunks)
+    assert type(rag) is (IterRetGen if name == "iter-retgen-bm25" else RAGPipeline)
+    assert isinstance(rag.retriever, HistorySearch) == (name == "chat")
+    hits = rag.retrieve([Query("Who is the harbour master?")])[0]
+    assert hits[0].chunk.id == "c0" and {h.chunk.id for h in hits} <= {"c0", "c1"}
+    assert rag.invoke("Who is the harbour master?").retrieved[0].chunk.id == "c0"
