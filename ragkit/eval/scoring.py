@@ -48,8 +48,26 @@ def item_scores(item: EvalItem, answer: Answer) -> dict[str, float]:
         scores["answer_recall@5"] = metrics.answer_recall_at_k(texts, refs, 5)
         scores["contains_reference"] = float(metrics.contains_reference(answer.text, refs))
         scores["token_f1"] = max(metrics.token_f1(answer.text, r) for r in refs)
-    scores["bleu4"] = metrics.bleu4(answer.text, item.reference) if answer.text.strip() else 0.0
-    scores["rouge_l"] = metrics.rouge_l(answer.text, item.reference) if answer.text.strip() else 0.0
+    scores.update(text_scores(answer.text, item.reference))
+    return scores
+
+
+def text_scores(output: str, reference: str) -> dict[str, float]:
+    """Overlap of the output with the reference: CRUD-RAG's BLEU and ROUGE-L and ragkit's.
+
+    CRUD-RAG's evaluator drops an item whose output is blank, so its metrics are left out for
+    one; ragkit's score a blank output 0.
+    """
+    scores: dict[str, float] = {}
+    if output.strip():
+        details = metrics.crud_bleu_details(output, reference)
+        if details is not None:
+            scores.update(details.scores())
+        scores["crud_rouge_l"] = metrics.crud_rouge_l(output, reference)
+        scores["smoothed_bleu4"] = metrics.smoothed_bleu4(output, reference)
+        scores["word_rouge_l"] = metrics.word_rouge_l(output, reference)
+    else:
+        scores["smoothed_bleu4"] = scores["word_rouge_l"] = 0.0
     return scores
 
 
