@@ -100,4 +100,9 @@ def test_eval_two_pipelines_then_resume(tmp_path, bundled_spec):
     assert set(summary) == {"naive", "naive-prepend"}
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## read" in report and "naive-prepend" in report
+    for line in report.splitlines():
+        if line.startswith("| pipeline | n |"):
+            assert line.count("|") - 3 <= 8, line  # at most eight score columns
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert ">ragas_bleu_score</td>" in page and ">smoothed_bleu4</td>" in page
     assert (tmp_path / "run" / "read.png").stat().st_size > 1000

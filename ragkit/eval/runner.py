@@ -16,6 +16,7 @@ from ragkit import build
 from ragkit.errors import ConfigError
 from ragkit.eval import reporting, tasks
 from ragkit.eval.datasets import Suite
+from ragkit.eval.html_report import html_report
 from ragkit.eval.scoring import batch_scores
 from ragkit.eval.tasks import EvalItem
 from ragkit.report import answer_record
@@ -188,11 +189,15 @@ class EvalRunner:
             f"suite: {self.suite.name} ({len({r['item_id'] for r in mine})} items)",
             "latency is per item, averaged over each batch",
         ]
-        report = reporting.markdown_report(
-            summary, title=f"ragkit eval: {self.suite.name}", notes=notes
-        )
+        item_notes = [(r["pipeline"], r["item_id"], n) for r in mine for n in r.get("notes", ())]
+        title = f"ragkit eval: {self.suite.name}"
+        report = reporting.markdown_report(summary, title=title, notes=notes, item_notes=item_notes)
         (self.run_dir / "report.md").write_text(report, encoding="utf-8")
         plots = reporting.plot_comparison(summary, self.run_dir)
+        page = html_report(
+            summary, mine, title=title, notes=notes, item_notes=item_notes, plots=plots
+        )
+        (self.run_dir / "report.html").write_text(page, encoding="utf-8")
         return EvalResult(self.run_dir, mine, summary, report, plots, computed)
 
 
