@@ -229,7 +229,11 @@ def info(
 @_one_line_errors
 def eval_command(
     suite: Annotated[
-        str, typer.Option("--suite", help="'bundled', 'crud-rag' (needs --data), or a suite.yaml.")
+        str,
+        typer.Option(
+            "--suite",
+            help="'bundled', 'crud-news' or 'crud-rag' (CRUD-RAG data: --data), or a suite.yaml.",
+        ),
     ] = "bundled",
     pipelines: Annotated[
         list[str] | None, typer.Option("--pipeline", "-p", help="Repeat to compare pipelines.")
@@ -245,7 +249,10 @@ def eval_command(
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Exact run folder.")] = None,
     store: StoreOpt = None,
     data: Annotated[
-        Path | None, typer.Option("--data", help="CRUD-RAG data folder (news/ and qa/).")
+        Path | None,
+        typer.Option(
+            "--data", help="CRUD-RAG data folder (news/ and qa/); default ../shared/data/crud-rag."
+        ),
     ] = None,
     articles: Annotated[int, typer.Option("--articles", help="CRUD-RAG articles to index.")] = 3000,
     ragas: Annotated[bool, typer.Option("--ragas/--no-ragas")] = True,
