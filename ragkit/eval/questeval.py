@@ -49,6 +49,7 @@ _PROMPTS = {
     },
 }
 
+_WORDS = re.compile(r"\w", re.UNICODE)  # a question has words, not only symbols
 _LIST_MARK = re.compile(
     r"^\s*(?:[-*•]|\(?\d+[.)、:：．]|[（(]?\d+[）)]|q\d*[.:：]|问题\s*\d*[:：])\s*", re.I
 )
@@ -131,7 +132,11 @@ def parse_questions(text: str, limit: int) -> list[str]:
     drop them) do other lines count, so a header such as "Questions:" is not read as one.
     """
     lines = [_LIST_MARK.sub("", line).strip() for line in text.splitlines()]
-    lines = [line for line in lines if len(line) >= 3 and not line.endswith((":", "："))]
+    lines = [
+        line
+        for line in lines
+        if len(line) >= 3 and not line.endswith((":", "：")) and len(_WORDS.findall(line)) >= 2
+    ]
     marked = [line for line in lines if line.endswith(("?", "？"))]
     questions: list[str] = []
     for question in marked or lines:

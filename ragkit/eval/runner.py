@@ -17,7 +17,8 @@ from ragkit.errors import ConfigError
 from ragkit.eval import reporting, tasks
 from ragkit.eval.datasets import Suite
 from ragkit.eval.html_report import html_report
-from ragkit.eval.scoring import batch_scores
+from ragkit.eval.judge import DEFAULT_CACHE
+from ragkit.eval.scoring import batch_scores, record_notes
 from ragkit.eval.tasks import EvalItem
 from ragkit.report import answer_record
 from ragkit.runlog import read_records
@@ -36,9 +37,15 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class EvalOptions:
+    """`judge_url`/`judge_model` name an OpenAI-compatible server that writes and answers
+    RAGQuestEval's questions and judges ragas' LLM metrics; without one the packaged model
+    judges QuestEval. `judge_cache` keeps the judge's replies across runs (None: no cache)."""
+
     batch_size: int = 4
     use_ragas: bool = True
     judge_url: str | None = None
+    judge_model: str | None = None
+    judge_cache: Path | None = DEFAULT_CACHE
     questeval: bool = True
     similarity: bool = True
 
@@ -82,9 +89,9 @@ def evaluate_batch(
         batch,
         answers,
         embedder=build.embedder(spec) if options.similarity else None,
-        questeval_generator=build.generator(spec) if options.questeval else None,
         use_ragas=options.use_ragas,
         judge_url=options.judge_url,
+        judge_model=options.judge_model,
     )
     return [
         {
@@ -165,7 +172,26 @@ class EvalRunner:
                     out.flush()
                     computed += len(batch_records)
                     advance(len(batch_records))
-        return self.write_report(records, computed)
+        quest: list[dict[str, Any]] = []
+        if self.options.questeval:
+            quest = self.questeval(records, items)
+        return self.write_report(records, computed, quest)
+
+    def questeval(
+        self, records: list[dict[str, Any]], items: Sequence[EvalItem]
+    ) -> list[dict[str, Any]]:
+        """RAGQuestEval of every answer not yet scored by this judge, after all generation, so
+        the judge's model and the pipelines' never compete for memory at once."""
+        from ragkit.eval.judge import make_judge
+        from ragkit.eval.quest_pass import run_questeval
+
+        self.judge = make_judge(
+            self.options.judge_url, self.options.judge_model, cache_path=self.options.judge_cache
+        )
+        names = {s.name for s in self.specs}
+        wanted = {i.id: i for i in items}
+        mine = [r for r in records if r["pipeline"] in names and r["item_id"] in wanted]
+        return run_questeval(mine, wanted, self.judge, self.run_dir)
 
     def batches(self, items: Sequence[EvalItem]) -> list[list[EvalItem]]:
         size = self.options.batch_size
@@ -180,15 +206,29 @@ class EvalRunner:
         for batch in self.batches(pending):
             yield evaluate_batch(spec, rag, batch, self.options)
 
-    def write_report(self, records: list[dict[str, Any]], computed: int) -> EvalResult:
+    def write_report(
+        self,
+        records: list[dict[str, Any]],
+        computed: int,
+        quest: Sequence[dict[str, Any]] = (),
+    ) -> EvalResult:
+        from ragkit.eval.quest_pass import merge
+
         names = {s.name for s in self.specs}
-        mine = [r for r in records if r["pipeline"] in names]
-        summary = reporting.summarize(mine)
-        reporting.write_summary(summary, self.run_dir / "summary.json")
+        mine = [{**r, "notes": record_notes(r)} for r in records if r["pipeline"] in names]
         notes = [
             f"suite: {self.suite.name} ({len({r['item_id'] for r in mine})} items)",
             "latency is per item, averaged over each batch",
         ]
+        judge = getattr(self, "judge", None)
+        if judge is not None:
+            mine = merge(mine, quest, judge.name)
+            notes.append(
+                f"RAGQuestEval judge: {judge.name} (it wrote and answered the questions; "
+                f"{judge.calls} new calls, the rest from its cache)"
+            )
+        summary = reporting.summarize(mine)
+        reporting.write_summary(summary, self.run_dir / "summary.json")
         item_notes = [(r["pipeline"], r["item_id"], n) for r in mine for n in r.get("notes", ())]
         title = f"ragkit eval: {self.suite.name}"
         report = reporting.markdown_report(summary, title=title, notes=notes, item_notes=item_notes)
