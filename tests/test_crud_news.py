@@ -108,3 +108,24 @@ def test_real_crud_news_suite(crud_rag_dir):
         windows = NewsSplit(doc, item.query, item.reference).windows()
         assert len(windows) == 3
         assert not any(w in text for w in windows for text in indexed.values())
+
+
+@pytest.mark.slow
+def test_eval_runs_the_crud_news_suite_with_the_packaged_judge(crud_rag_dir, tmp_path):
+    args = [
+        "eval", "--suite", "crud-news", "--data", str(crud_rag_dir), "--articles", "300",
+        "--limit", "1", "-p", "best", "--no-ragas", "--store", str(tmp_path / "idx"),
+        "--run-dir", str(tmp_path / "run"), "--judge-cache", str(tmp_path / "judge.sqlite"),
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "## create" in result.output and "## read" in result.output
+    assert "RAGQuestEval judge: packaged qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" in result.output
+    assert "| BLEU | ROUGE-L | emb. sim. | QuestEval F1 | QuestEval recall |" in result.output
+    records = [json.loads(x) for x in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
+    assert {r["task"] for r in records} == {"create", "read"}
+    quest = (tmp_path / "run" / "questeval.jsonl").read_text().splitlines()
+    assert len(quest) == 2
+    again = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert "0 items computed, 2 from cache" in again.output
+    assert "0 new calls" in again.output

@@ -119,7 +119,8 @@ def build_crud_news(
     reads = answerable_factoids(news, root / FACTOID_FILE, max_articles=articles)
     docs = list(load_crud_news(news, limit=articles))
     gold = {s for item in reads for s in item.gold_sources}
-    creates, excluded = continuation_items(docs, gold, max_create)
+    # a tenth of the corpus at most, so continuations leave most of it to retrieve from
+    creates, excluded = continuation_items(docs, gold, min(max_create, len(docs) // 10))
     name = f"{SUITE}-{articles if articles is not None else 'all'}"
     suite = Suite(name=name, items=(*creates, *reads), corpus=None, path=root)
 

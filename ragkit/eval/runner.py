@@ -220,6 +220,9 @@ class EvalRunner:
             f"suite: {self.suite.name} ({len({r['item_id'] for r in mine})} items)",
             "latency is per item, averaged over each batch",
         ]
+        if self.options.similarity:
+            models = sorted({s.embedder.model for s in self.specs})
+            notes.append(f"embedding similarity by {', '.join(models)}")
         judge = getattr(self, "judge", None)
         if judge is not None:
             mine = merge(mine, quest, judge.name)
