@@ -234,7 +234,11 @@ def info(
 @_one_line_errors
 def eval_command(
     suite: Annotated[
-        str, typer.Option("--suite", help="'bundled', 'crud-rag' (needs --data), or a suite.yaml.")
+        str,
+        typer.Option(
+            "--suite",
+            help="'bundled', 'crud-news' or 'crud-rag' (CRUD-RAG data: --data), or a suite.yaml.",
+        ),
     ] = "bundled",
     pipelines: Annotated[
         list[str] | None, typer.Option("--pipeline", "-p", help="Repeat to compare pipelines.")
@@ -242,15 +246,30 @@ def eval_command(
     limit: Annotated[
         int | None, typer.Option("--limit", help="At most N items per task kind.")
     ] = None,
-    judge: Annotated[
+    judge_url: Annotated[
         str | None,
-        typer.Option("--judge", help="OpenAI-compatible URL of a judge model for ragas."),
+        typer.Option(
+            "--judge-url",
+            help="OpenAI-compatible server judging RAGQuestEval and ragas' LLM metrics "
+            "(default: the packaged model judges RAGQuestEval).",
+        ),
     ] = None,
+    judge_model: Annotated[
+        str | None,
+        typer.Option("--judge-model", help="Model at --judge-url (default: its first)."),
+    ] = None,
+    judge_cache: Annotated[
+        Path,
+        typer.Option("--judge-cache", help="SQLite file of judge replies reused across runs."),
+    ] = Path(".ragkit") / "judge-cache.sqlite",
     runs: Annotated[Path, typer.Option("--runs", help="Folder for run folders.")] = Path("runs"),
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Exact run folder.")] = None,
     store: StoreOpt = None,
     data: Annotated[
-        Path | None, typer.Option("--data", help="CRUD-RAG data folder (news/ and qa/).")
+        Path | None,
+        typer.Option(
+            "--data", help="CRUD-RAG data folder (news/ and qa/); default ../shared/data/crud-rag."
+        ),
     ] = None,
     articles: Annotated[int, typer.Option("--articles", help="CRUD-RAG articles to index.")] = 3000,
     ragas: Annotated[bool, typer.Option("--ragas/--no-ragas")] = True,
@@ -281,7 +300,12 @@ def eval_command(
         run_dir=run_dir,
         store_location=store,
         options=EvalOptions(
-            batch_size=batch_size, use_ragas=ragas, judge_url=judge, questeval=questeval
+            batch_size=batch_size,
+            use_ragas=ragas,
+            judge_url=judge_url,
+            judge_model=judge_model,
+            judge_cache=judge_cache,
+            questeval=questeval,
         ),
         data=data,
         articles=articles,

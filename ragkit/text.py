@@ -48,6 +48,12 @@ def tokenize(text: str, *, lowercase: bool = True) -> list[str]:
     return _WORD.findall(text)
 
 
+def jieba_cut(text: str) -> list[str]:
+    """jieba's default segmentation with every piece kept: spaces, punctuation and case stay,
+    as CRUD-RAG's metrics cut text (its scores are only comparable over the same tokens)."""
+    return list(_jieba().cut(text))
+
+
 _CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}")
 LexicalTerms = Literal["words", "words+bigrams"]
 

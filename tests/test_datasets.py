@@ -52,7 +52,6 @@ def test_qa_jsonl_reads_variants_contexts_and_metadata(tmp_path):
         ('{"question": "Q?", "answer": "A"', "invalid JSON"),
         ('["Q?", "A"]', "JSON object"),
         ('{"answer": "A"}', "'question'"),
-        ('{"question": "Q?"}', "'answer'"),
         ('{"question": "Q?", "answer": "A", "gold_sources": "x.md"}', None),
         ('{"question": "Q?", "answer": "A", "contexts": [1, 2]}', "'contexts'"),
         ('{"question": "  ", "answer": "A"}', "empty"),
@@ -88,10 +87,21 @@ def test_task_jsonl_builds_each_generation_kind(tmp_path):
     assert u.query == "B" and u.inputs["hallucinated"] == "H" and u.reference == "R"
     assert u.id == "u-1" and u.gold_sources == ("a",)
     assert (d.query, d.reference, d.metadata) == ("E", "S", {"note": 1})
-    with pytest.raises(InputError, match=r"u\.jsonl:1: missing key 'continuing'"):
-        load_task_jsonl(update, "create")
+    with pytest.raises(InputError, match=r"d\.jsonl:1: missing key 'beginning'"):
+        load_task_jsonl(delete, "create")
     with pytest.raises(ValueError, match="summarise"):
         load_task_jsonl(delete, "summarise")
+
+
+def test_items_without_a_reference_load_with_an_empty_one(tmp_path):
+    qa = write_jsonl(tmp_path / "q.jsonl", [{"question": "Q?"}, {"question": "R?", "answer": None}])
+    assert [i.reference for i in load_qa_jsonl(qa)] == ["", ""]
+    create = write_jsonl(tmp_path / "c.jsonl", [{"beginning": "B"}])
+    (c,) = load_task_jsonl(create, "create")
+    assert (c.query, c.reference) == ("B", "")
+    bad = write_jsonl(tmp_path / "b.jsonl", [{"beginning": "B", "continuing": ["x"]}])
+    with pytest.raises(InputError, match="'continuing' must be a string"):
+        load_task_jsonl(bad, "create")
 
 
 def test_task_jsonl_reads_questeval_pairs(tmp_path):

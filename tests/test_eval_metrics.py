@@ -12,15 +12,15 @@ from rouge_score import rouge_scorer
 from ragkit.eval.metrics import (
     answer_rank,
     answer_recall_at_k,
-    bleu4,
     contains_reference,
     corpus_bleu4,
     embedding_similarity,
     exact_match,
     mrr,
     recall_at_k,
-    rouge_l,
+    smoothed_bleu4,
     token_f1,
+    word_rouge_l,
 )
 from ragkit.text import tokenize
 
@@ -87,36 +87,38 @@ ENGLISH_PAIRS = [
 
 
 @pytest.mark.parametrize(("hyp", "ref"), ENGLISH_PAIRS)
-def test_bleu4_matches_sacrebleu_where_tokenisation_coincides(hyp, ref):
+def test_smoothed_bleu4_matches_sacrebleu_where_tokenisation_coincides(hyp, ref):
     expected = sacrebleu.sentence_bleu(hyp, [ref]).score / 100
-    assert bleu4(hyp, ref) == pytest.approx(expected, abs=1e-6)
-    assert bleu4(hyp, [ref]) == pytest.approx(expected, abs=1e-6)
+    assert smoothed_bleu4(hyp, ref) == pytest.approx(expected, abs=1e-6)
+    assert smoothed_bleu4(hyp, [ref]) == pytest.approx(expected, abs=1e-6)
 
 
-def test_bleu4_multiple_references_match_sacrebleu():
+def test_smoothed_bleu4_multiple_references_match_sacrebleu():
     hyp = "the cat sat on the mat"
     refs = ["a cat sat on a mat", "the cat was sitting on the mat"]
-    assert bleu4(hyp, refs) == pytest.approx(sacrebleu.sentence_bleu(hyp, refs).score / 100, 1e-6)
+    assert smoothed_bleu4(hyp, refs) == pytest.approx(
+        sacrebleu.sentence_bleu(hyp, refs).score / 100, 1e-6
+    )
 
 
-def test_bleu4_lowercases_and_ignores_punctuation():
-    assert bleu4("The cat sat on the mat.", "the cat sat on the mat") == pytest.approx(1.0)
+def test_smoothed_bleu4_lowercases_and_ignores_punctuation():
+    assert smoothed_bleu4("The cat sat on the mat.", "the cat sat on the mat") == pytest.approx(1.0)
 
 
-def test_bleu4_chinese_hand_computed_from_jieba_tokens():
+def test_smoothed_bleu4_chinese_hand_computed_from_jieba_tokens():
     hyp, ref = "北京是中国的首都", "中国的首都是北京"
     assert tokenize(hyp) == ["北京", "是", "中国", "的", "首都"]
     assert tokenize(ref) == ["中国", "的", "首都", "是", "北京"]
     # unigrams 5/5, bigrams 2/4 (中国的, 的首都), trigrams 1/3 (中国的首都), 4-grams 0/2 ->
     # sacrebleu's exp smoothing gives 1/(2*2); equal lengths so no brevity penalty.
     expected = (1.0 * 0.5 * (1 / 3) * 0.25) ** 0.25
-    assert bleu4(hyp, ref) == pytest.approx(expected, abs=1e-9)
-    assert bleu4(hyp, hyp) == pytest.approx(1.0)
+    assert smoothed_bleu4(hyp, ref) == pytest.approx(expected, abs=1e-9)
+    assert smoothed_bleu4(hyp, hyp) == pytest.approx(1.0)
 
 
-def test_bleu4_rejects_empty_references():
+def test_smoothed_bleu4_rejects_empty_references():
     with pytest.raises(ValueError, match="references is empty"):
-        bleu4("a b", [])
+        smoothed_bleu4("a b", [])
 
 
 def test_corpus_bleu4_matches_sacrebleu_and_pools_counts():
@@ -125,7 +127,7 @@ def test_corpus_bleu4_matches_sacrebleu_and_pools_counts():
     streams = [["the cat sat on a mat", "a dog barks loudly"], [None, "the dog barks"]]
     expected = sacrebleu.corpus_bleu(hyps, streams).score / 100
     assert corpus_bleu4(hyps, refs) == pytest.approx(expected, abs=1e-6)
-    mean_sentence = (bleu4(hyps[0], refs[0]) + bleu4(hyps[1], refs[1])) / 2
+    mean_sentence = (smoothed_bleu4(hyps[0], refs[0]) + smoothed_bleu4(hyps[1], refs[1])) / 2
     assert corpus_bleu4(hyps, refs) != pytest.approx(mean_sentence, abs=1e-3)
     assert corpus_bleu4(["北京是中国的首都"], ["北京是中国的首都"]) == pytest.approx(1.0)
 
@@ -142,15 +144,15 @@ def test_corpus_bleu4_rejects_mismatched_lengths():
         ("The quick brown fox jumps over the lazy dog.", "A quick brown dog jumps over the fox!"),
     ],
 )
-def test_rouge_l_matches_rouge_score_default_on_english(hyp, ref):
+def test_word_rouge_l_matches_rouge_score_default_on_english(hyp, ref):
     expected = rouge_scorer.RougeScorer(["rougeL"]).score(ref, hyp)["rougeL"].fmeasure
-    assert rouge_l(hyp, ref) == pytest.approx(expected, abs=1e-6)
+    assert word_rouge_l(hyp, ref) == pytest.approx(expected, abs=1e-6)
 
 
-def test_rouge_l_chinese_hand_computed_where_default_tokenizer_gives_zero():
+def test_word_rouge_l_chinese_hand_computed_where_default_tokenizer_gives_zero():
     hyp, ref = "北京是中国的首都", "中国的首都是北京"
     # LCS over jieba tokens is 中国 的 首都 (3 of 5 on each side): P = R = F = 0.6.
-    assert rouge_l(hyp, ref) == pytest.approx(0.6, abs=1e-9)
+    assert word_rouge_l(hyp, ref) == pytest.approx(0.6, abs=1e-9)
     default = rouge_scorer.RougeScorer(["rougeL"]).score(ref, hyp)["rougeL"].fmeasure
     assert default == 0.0
 
@@ -212,6 +214,6 @@ def test_embedding_similarity_validates_and_handles_empty(embedder):
 
 
 def test_nan_never_leaks_from_lexical_metrics():
-    for value in (bleu4("", "a b c"), rouge_l("", "a b c"), token_f1("x", "")):
+    for value in (smoothed_bleu4("", "a b c"), word_rouge_l("", "a b c"), token_f1("x", "")):
         assert not math.isnan(value)
         assert value == 0.0

@@ -85,15 +85,24 @@ def test_eval_two_pipelines_then_resume(tmp_path, bundled_spec):
     assert len(records) == 2 * len(items)
     assert len({(r["pipeline"], r["item_id"]) for r in records}) == len(records)
     read = next(r for r in records if r["task"] == "read")
-    assert {"recall@1", "mrr@10", "contains_reference", "rouge_l", "embedding_similarity"} <= set(
-        read["scores"]
-    )
+    assert {
+        "recall@1",
+        "mrr@10",
+        "contains_reference",
+        "crud_rouge_l",
+        "embedding_similarity",
+    } <= set(read["scores"])
     assert read["retrieved"] and read["usage"]["prompt_tokens"] > 0
     # Generation tasks ship RAGQuestEval pairs, so their records carry QuestEval scores.
     delete = next(r for r in records if r["task"] == "delete")
-    assert 0.0 <= delete["scores"]["quest_recall"] <= 1.0
+    assert 0.0 <= delete["scores"]["crud_quest_recall"] <= 1.0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert set(summary) == {"naive", "naive-prepend"}
     report = (tmp_path / "run" / "report.md").read_text()
     assert "## read" in report and "naive-prepend" in report
+    for line in report.splitlines():
+        if line.startswith("| pipeline | n |"):
+            assert line.count("|") - 3 <= 8, line  # at most eight score columns
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert ">ragas_bleu_score</td>" in page and ">smoothed_bleu4</td>" in page
     assert (tmp_path / "run" / "read.png").stat().st_size > 1000

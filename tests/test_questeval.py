@@ -11,6 +11,7 @@ from ragkit.eval.questeval import (
     QuestEvalResult,
     RAGQuestEval,
     is_unanswerable,
+    judged_answer,
     parse_questions,
     questeval_scores,
 )
@@ -24,9 +25,8 @@ def test_questeval_scores_hand_computed():
     pred = ["陕西西安市", "无法推断", "170家"]
     ref = ["陕西西安市", "500万元", "173家"]
     scores = questeval_scores(pred, ref)
-    # Two of three answered; F1 = (1.0 + 0 + 0.5) / 3.
-    assert scores["quest_recall"] == pytest.approx(2 / 3)
-    assert scores["quest_f1"] == pytest.approx(0.5)
+    # Two of three answered; F1 over all three = (1.0 + 0 + 0.5) / 3.
+    assert scores["quest_f1_incl_unanswered"] == pytest.approx(0.5)
     assert scores["n_questions"] == 3
 
 
@@ -35,20 +35,32 @@ def test_questeval_scores_drop_questions_the_reference_cannot_answer():
     ref = ["Paris", "Cannot infer.", "red"]
     scores = questeval_scores(pred, ref)
     assert scores["n_questions"] == 2
-    assert scores["quest_recall"] == 1.0
-    assert scores["quest_f1"] == pytest.approx(0.5)
+    assert scores["quest_f1_incl_unanswered"] == pytest.approx(0.5)
 
 
 def test_questeval_scores_unanswered_output_scores_zero():
     scores = questeval_scores(["", "无法推断。"], ["陕西西安市", "500万元"])
-    assert scores == {"quest_recall": 0.0, "quest_f1": 0.0, "n_questions": 2.0}
+    assert scores == {"quest_f1_incl_unanswered": 0.0, "n_questions": 2.0}
 
 
 def test_questeval_scores_nan_when_nothing_to_ask():
     scores = questeval_scores([], [])
-    assert math.isnan(scores["quest_recall"]) and math.isnan(scores["quest_f1"])
+    assert math.isnan(scores["quest_f1_incl_unanswered"])
     scores = questeval_scores(["x"], ["无法推断"])
-    assert scores["n_questions"] == 0 and math.isnan(scores["quest_f1"])
+    assert scores["n_questions"] == 0 and math.isnan(scores["quest_f1_incl_unanswered"])
+
+
+@pytest.mark.parametrize(
+    ("answer", "judged"),
+    [
+        ("无法推断。", "无法推断"),
+        ("答案：无法推断", "无法推断"),
+        ("", "无法推断"),
+        (" 42人 ", "42人"),
+    ],
+)
+def test_judged_answer_gives_crud_rag_its_exact_unanswerable_string(answer, judged):
+    assert judged_answer(answer) == judged
 
 
 def test_questeval_scores_rejects_mismatched_lengths():
@@ -129,9 +141,10 @@ def test_rag_quest_eval_with_precomputed_crud_rag_questions(local_generator, cru
         assert result.n_questions == 3
         assert len(result.pred_answers) == 3
         assert result.ref_answers == tuple(item["answers"])
-        assert 0.0 <= result.quest_recall <= 1.0 and 0.0 <= result.quest_f1 <= 1.0
-    assert good.quest_f1 > bad.quest_f1
-    assert good.quest_f1 >= 0.5, good.pred_answers
+        assert 0.0 <= result.crud_recall <= 1.0 and 0.0 <= result.crud_f1 <= 1.0
+    assert good.f1_incl_unanswered > bad.f1_incl_unanswered
+    assert good.crud_recall > bad.crud_recall
+    assert good.crud_f1 >= 0.5, good.pred_answers
 
 
 @pytest.mark.slow
@@ -146,6 +159,7 @@ def test_rag_quest_eval_generates_questions_in_english(local_generator):
     assert len(result.pred_answers) == len(result.ref_answers) == len(result.questions)
     assert result.n_questions <= len(result.questions)
     if result.n_questions:
-        assert 0.0 <= result.quest_recall <= 1.0 and 0.0 <= result.quest_f1 <= 1.0
+        assert 0.0 <= result.crud_recall <= 1.0 and 0.0 <= result.crud_f1 <= 1.0
     else:
-        assert math.isnan(result.quest_f1)
+        assert math.isnan(result.f1_incl_unanswered)
+        assert result.crud_f1 == result.crud_recall == 0.0

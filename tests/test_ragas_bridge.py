@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from ragkit.errors import ConfigError, ModelServerError
-from ragkit.eval.metrics import rouge_l
+from ragkit.eval.metrics import word_rouge_l
 from ragkit.eval.ragas_bridge import (
     LLM_METRICS,
     NON_LLM_METRICS,
@@ -71,7 +71,7 @@ def test_ragas_rouge_is_zero_on_chinese_where_ragkit_rouge_l_is_not():
     sample = RagasSample(question="首都？", answer="北京是中国的首都", reference="中国的首都是北京")
     (row,) = ragas_scores([sample], metrics=["rouge_score"])
     assert row["rouge_score"] == 0.0
-    assert rouge_l(sample.answer, sample.reference) == pytest.approx(0.6)
+    assert word_rouge_l(sample.answer, sample.reference) == pytest.approx(0.6)
 
 
 def test_missing_inputs_give_nan_with_a_logged_reason(caplog):

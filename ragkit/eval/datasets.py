@@ -102,7 +102,8 @@ def _strings(obj: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
 
 
 def load_qa_jsonl(path: str | Path) -> list[EvalItem]:
-    """Read items from JSONL lines `{"question", "answer" and/or "answers", ...}`.
+    """Read items from JSONL lines `{"question", "answer" and/or "answers", ...}`; an item
+    without either has an empty reference (scored on retrieval only, with a note).
 
     Optional keys: `id` (default `<file stem>-<line>`), `contexts` (reference passages),
     `gold_sources` (supporting file names); any other key, e.g. `hops`, goes to metadata.
@@ -113,12 +114,11 @@ def load_qa_jsonl(path: str | Path) -> list[EvalItem]:
         where = f"{path}:{line_no}"
         question = _text(obj, "question", where)
         variants = _strings(obj, "answers", where)
-        if "answer" in obj:
+        if obj.get("answer") is not None:
             answer = _text(obj, "answer", where)
-        elif variants:
-            answer = variants[0]
         else:
-            raise InputError(f"{where}: needs key 'answer' or a non-empty 'answers' list")
+            # no reference: the item still scores retrieval, and the report says so
+            answer = variants[0] if variants else ""
         known = {"id", "question", "answer", "answers", "contexts", "gold_sources"}
         items.append(
             read_item(
@@ -149,7 +149,9 @@ def load_task_jsonl(path: str | Path, task: TaskKind) -> list[EvalItem]:
     items = []
     for line_no, obj in _read_jsonl(path):
         where = f"{path}:{line_no}"
-        values = [_text(obj, key, where) for key in fields]
+        # the last field is the reference; without it only retrieval is scored
+        values = [_text(obj, key, where) for key in fields[:-1]]
+        values.append(_text(obj, fields[-1], where) if obj.get(fields[-1]) is not None else "")
         quest = _QUEST_KEYS
         extra = {k: v for k, v in obj.items() if k not in {"id", "gold_sources", *fields, *quest}}
         # Shipping RAGQuestEval's questions with an item saves generating and answering them

@@ -1,8 +1,11 @@
 """Evaluation metrics as pure functions: retrieval ranks, lexical overlap and embedding similarity.
 
-Every lexical metric works on `ragkit.text.tokenize` tokens, so Chinese is scored over jieba
-words instead of collapsing to nothing under an ASCII tokenizer. BLEU and ROUGE-L delegate the
-counting to sacrebleu and rouge-score; this module only decides what a token is.
+Two families of text-overlap metrics live here under distinct names. The `crud_*` functions
+(defined in `ragkit.eval.crud_metrics`) are CRUD-RAG's own definitions, comparable with its
+paper. ragkit's variants (`smoothed_bleu4`, `word_rouge_l`, `token_f1`) work on
+`ragkit.text.tokenize` tokens (lowercased words, punctuation dropped, jieba for Chinese) and keep
+BLEU's brevity penalty with smoothing, so a short exact answer scores well; sacrebleu and
+rouge-score do the counting, this module only decides what a token is.
 """
 
 from __future__ import annotations
@@ -13,7 +16,40 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from ragkit.eval.crud_metrics import (
+    UNANSWERABLE,
+    crud_answer_f1,
+    crud_bleu,
+    crud_bleu_details,
+    crud_bleu_precisions,
+    crud_questeval,
+    crud_questeval_overall,
+    crud_rouge_l,
+)
 from ragkit.text import is_cjk, tokenize
+
+__all__ = [
+    "UNANSWERABLE",
+    "TextEmbedder",
+    "answer_rank",
+    "answer_recall_at_k",
+    "contains_reference",
+    "corpus_bleu4",
+    "crud_answer_f1",
+    "crud_bleu",
+    "crud_bleu_details",
+    "crud_bleu_precisions",
+    "crud_questeval",
+    "crud_questeval_overall",
+    "crud_rouge_l",
+    "embedding_similarity",
+    "exact_match",
+    "mrr",
+    "recall_at_k",
+    "smoothed_bleu4",
+    "token_f1",
+    "word_rouge_l",
+]
 
 _ARTICLES = frozenset({"a", "an", "the"})
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
@@ -122,8 +158,10 @@ def _joined(text: str) -> str:
     return " ".join(tokenize(text))
 
 
-def bleu4(hypothesis: str, references: str | Sequence[str]) -> float:
-    """Sentence BLEU-4 in [0, 1] (sacrebleu, exponential smoothing, effective order)."""
+def smoothed_bleu4(hypothesis: str, references: str | Sequence[str]) -> float:
+    """Sentence BLEU-4 in [0, 1] over lowercased words without punctuation (sacrebleu,
+    exponential smoothing, effective order, brevity penalty kept). Unlike `crud_bleu` a short
+    output that matches is not scored 0 for a missing 4-gram, and length is penalised."""
     import sacrebleu
 
     refs = _as_list(references)
@@ -158,8 +196,9 @@ def corpus_bleu4(hypotheses: Sequence[str], references: Sequence[str | Sequence[
     return result.score / 100.0
 
 
-def rouge_l(hypothesis: str, reference: str) -> float:
-    """ROUGE-L F-measure (longest common subsequence) over language-aware tokens."""
+def word_rouge_l(hypothesis: str, reference: str) -> float:
+    """ROUGE-L F-measure (longest common subsequence) over lowercased words without
+    punctuation; `crud_rouge_l` counts spaces and punctuation as tokens too."""
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_RagkitTokenizer())

@@ -1,5 +1,10 @@
 """RAGQuestEval (CRUD-RAG's metric): how many of the reference's key facts a generated text
-lets a reader recover, judged by answering questions about the reference from each text."""
+lets a reader recover, judged by answering questions about the reference from each text.
+
+Each item is scored twice from the same answers: CRUD-RAG's way (`crud_questeval`: F1 over the
+questions the output answered) and ragkit's `quest_f1_incl_unanswered` (F1 over every question
+the reference answers, an unanswered one scoring 0, answers compared after SQuAD-style
+normalisation)."""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ragkit.eval.metrics import token_f1
+from ragkit.eval.metrics import UNANSWERABLE, crud_questeval, token_f1
 from ragkit.text import is_cjk
 from ragkit.types import Prompt
 
@@ -44,6 +49,7 @@ _PROMPTS = {
     },
 }
 
+_WORDS = re.compile(r"\w", re.UNICODE)  # a question has words, not only symbols
 _LIST_MARK = re.compile(
     r"^\s*(?:[-*•]|\(?\d+[.)、:：．]|[（(]?\d+[）)]|q\d*[.:：]|问题\s*\d*[:：])\s*", re.I
 )
@@ -53,15 +59,22 @@ _LIST_MARK = re.compile(
 class QuestEvalResult:
     """One item's scores with the questions and both answer lists, to show why it scored so."""
 
-    quest_recall: float
-    quest_f1: float
+    crud_f1: float
+    crud_recall: float
+    f1_incl_unanswered: float
     n_questions: int
     questions: tuple[str, ...]
     pred_answers: tuple[str, ...]
     ref_answers: tuple[str, ...]
 
     def scores(self) -> dict[str, float]:
-        return {"quest_recall": self.quest_recall, "quest_f1": self.quest_f1}
+        """CRUD-RAG's two scores, NaN when there was no question at all (CRUD-RAG leaves such
+        items out of its average), and ragkit's F1 over every answerable question."""
+        return {
+            "crud_quest_f1": self.crud_f1,
+            "crud_quest_recall": self.crud_recall,
+            "quest_f1_incl_unanswered": self.f1_incl_unanswered,
+        }
 
 
 def is_unanswerable(answer: str) -> bool:
@@ -70,13 +83,20 @@ def is_unanswerable(answer: str) -> bool:
     return not text or any(marker in text for marker in UNANSWERABLE_MARKERS)
 
 
+def judged_answer(answer: str) -> str:
+    """A judge's answer as CRUD-RAG's scoring expects it: stripped, and exactly "无法推断" when
+    it says the text cannot answer (CRUD-RAG compares that string exactly; a small judge adds
+    punctuation or words around it)."""
+    return UNANSWERABLE if is_unanswerable(answer) else answer.strip()
+
+
 def questeval_scores(pred_answers: Sequence[str], ref_answers: Sequence[str]) -> dict[str, float]:
-    """Score answers read from a generated text against answers read from the reference.
+    """ragkit's score of answers read from a generated text against those read from the reference.
 
     Questions the reference itself cannot answer are dropped (they test nothing).
-    `quest_recall` is the share of the rest answered from the output at all; `quest_f1` is the
-    mean token F1 against the reference answer, an unanswered question scoring 0. Both are NaN
-    when no question is left, so an empty item cannot pass as a perfect or a failed one.
+    `quest_f1_incl_unanswered` is the mean token F1 against the reference answer over the rest,
+    an unanswered question scoring 0. NaN when no question is left, so an empty item cannot
+    pass as a perfect or a failed one.
     """
     if len(pred_answers) != len(ref_answers):
         raise ValueError(
@@ -87,14 +107,9 @@ def questeval_scores(pred_answers: Sequence[str], ref_answers: Sequence[str]) ->
         (p, r) for p, r in zip(pred_answers, ref_answers, strict=True) if not is_unanswerable(r)
     ]
     if not pairs:
-        return {"quest_recall": math.nan, "quest_f1": math.nan, "n_questions": 0.0}
-    answered = [not is_unanswerable(p) for p, _ in pairs]
-    f1s = [token_f1(p, r) if ok else 0.0 for (p, r), ok in zip(pairs, answered, strict=True)]
-    return {
-        "quest_recall": sum(answered) / len(pairs),
-        "quest_f1": sum(f1s) / len(pairs),
-        "n_questions": float(len(pairs)),
-    }
+        return {"quest_f1_incl_unanswered": math.nan, "n_questions": 0.0}
+    f1s = [0.0 if is_unanswerable(p) else token_f1(p, r) for p, r in pairs]
+    return {"quest_f1_incl_unanswered": sum(f1s) / len(pairs), "n_questions": float(len(pairs))}
 
 
 def _text_of(output: Any) -> str:
@@ -117,7 +132,11 @@ def parse_questions(text: str, limit: int) -> list[str]:
     drop them) do other lines count, so a header such as "Questions:" is not read as one.
     """
     lines = [_LIST_MARK.sub("", line).strip() for line in text.splitlines()]
-    lines = [line for line in lines if len(line) >= 3 and not line.endswith((":", "："))]
+    lines = [
+        line
+        for line in lines
+        if len(line) >= 3 and not line.endswith((":", "：")) and len(_WORDS.findall(line)) >= 2
+    ]
     marked = [line for line in lines if line.endswith(("?", "？"))]
     questions: list[str] = []
     for question in marked or lines:
@@ -193,7 +212,7 @@ class RAGQuestEval:
             lang = self._language(context)
         prompts = self._answer_prompts(context, questions, lang)
         outputs = self.generator.batch(prompts, **self.answer_kwargs)
-        return [_text_of(o).strip() for o in outputs]
+        return [judged_answer(_text_of(o)) for o in outputs]
 
     def score(
         self,
@@ -225,12 +244,16 @@ class RAGQuestEval:
             prompts = self._answer_prompts(output, questions, lang)
             prompts += self._answer_prompts(reference, questions, lang)
             outputs = self.generator.batch(prompts, **self.answer_kwargs) if prompts else []
-            texts = [_text_of(o).strip() for o in outputs]
+            texts = [judged_answer(_text_of(o)) for o in outputs]
             pred_answers, ref_answers = texts[: len(questions)], texts[len(questions) :]
         result = questeval_scores(pred_answers, ref_answers)
+        crud_f1, crud_recall = (
+            crud_questeval(ref_answers, pred_answers) if questions else (math.nan, math.nan)
+        )
         return QuestEvalResult(
-            quest_recall=result["quest_recall"],
-            quest_f1=result["quest_f1"],
+            crud_f1=crud_f1,
+            crud_recall=crud_recall,
+            f1_incl_unanswered=result["quest_f1_incl_unanswered"],
             n_questions=int(result["n_questions"]),
             questions=tuple(questions),
             pred_answers=tuple(pred_answers),

@@ -16,7 +16,9 @@ from ragkit import build
 from ragkit.errors import ConfigError
 from ragkit.eval import reporting, tasks
 from ragkit.eval.datasets import Suite
-from ragkit.eval.scoring import batch_scores
+from ragkit.eval.html_report import html_report
+from ragkit.eval.judge import DEFAULT_CACHE
+from ragkit.eval.scoring import batch_scores, record_notes
 from ragkit.eval.tasks import EvalItem
 from ragkit.protocols import Pipeline
 from ragkit.report import answer_record
@@ -36,9 +38,15 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class EvalOptions:
+    """`judge_url`/`judge_model` name an OpenAI-compatible server that writes and answers
+    RAGQuestEval's questions and judges ragas' LLM metrics; without one the packaged model
+    judges QuestEval. `judge_cache` keeps the judge's replies across runs (None: no cache)."""
+
     batch_size: int = 4
     use_ragas: bool = True
     judge_url: str | None = None
+    judge_model: str | None = None
+    judge_cache: Path | None = DEFAULT_CACHE
     questeval: bool = True
     similarity: bool = True
 
@@ -82,9 +90,9 @@ def evaluate_batch(
         batch,
         answers,
         embedder=build.embedder(spec) if options.similarity else None,
-        questeval_generator=build.generator(spec) if options.questeval else None,
         use_ragas=options.use_ragas,
         judge_url=options.judge_url,
+        judge_model=options.judge_model,
     )
     return [
         {
@@ -165,7 +173,26 @@ class EvalRunner:
                     out.flush()
                     computed += len(batch_records)
                     advance(len(batch_records))
-        return self.write_report(records, computed)
+        quest: list[dict[str, Any]] = []
+        if self.options.questeval:
+            quest = self.questeval(records, items)
+        return self.write_report(records, computed, quest)
+
+    def questeval(
+        self, records: list[dict[str, Any]], items: Sequence[EvalItem]
+    ) -> list[dict[str, Any]]:
+        """RAGQuestEval of every answer not yet scored by this judge, after all generation, so
+        the judge's model and the pipelines' never compete for memory at once."""
+        from ragkit.eval.judge import make_judge
+        from ragkit.eval.quest_pass import run_questeval
+
+        self.judge = make_judge(
+            self.options.judge_url, self.options.judge_model, cache_path=self.options.judge_cache
+        )
+        names = {s.name for s in self.specs}
+        wanted = {i.id: i for i in items}
+        mine = [r for r in records if r["pipeline"] in names and r["item_id"] in wanted]
+        return run_questeval(mine, wanted, self.judge, self.run_dir)
 
     def batches(self, items: Sequence[EvalItem]) -> list[list[EvalItem]]:
         size = self.options.batch_size
@@ -180,20 +207,41 @@ class EvalRunner:
         for batch in self.batches(pending):
             yield evaluate_batch(spec, rag, batch, self.options)
 
-    def write_report(self, records: list[dict[str, Any]], computed: int) -> EvalResult:
+    def write_report(
+        self,
+        records: list[dict[str, Any]],
+        computed: int,
+        quest: Sequence[dict[str, Any]] = (),
+    ) -> EvalResult:
+        from ragkit.eval.quest_pass import merge
+
         names = {s.name for s in self.specs}
-        mine = [r for r in records if r["pipeline"] in names]
-        summary = reporting.summarize(mine)
-        reporting.write_summary(summary, self.run_dir / "summary.json")
+        mine = [{**r, "notes": record_notes(r)} for r in records if r["pipeline"] in names]
         notes = [
             f"suite: {self.suite.name} ({len({r['item_id'] for r in mine})} items)",
             "latency is per item, averaged over each batch",
         ]
-        report = reporting.markdown_report(
-            summary, title=f"ragkit eval: {self.suite.name}", notes=notes
-        )
+        if self.options.similarity:
+            models = sorted({s.embedder.model for s in self.specs})
+            notes.append(f"embedding similarity by {', '.join(models)}")
+        judge = getattr(self, "judge", None)
+        if judge is not None:
+            mine = merge(mine, quest, judge.name)
+            notes.append(
+                f"RAGQuestEval judge: {judge.name} (it wrote and answered the questions; "
+                f"{judge.calls} new calls, the rest from its cache)"
+            )
+        summary = reporting.summarize(mine)
+        reporting.write_summary(summary, self.run_dir / "summary.json")
+        item_notes = [(r["pipeline"], r["item_id"], n) for r in mine for n in r.get("notes", ())]
+        title = f"ragkit eval: {self.suite.name}"
+        report = reporting.markdown_report(summary, title=title, notes=notes, item_notes=item_notes)
         (self.run_dir / "report.md").write_text(report, encoding="utf-8")
         plots = reporting.plot_comparison(summary, self.run_dir)
+        page = html_report(
+            summary, mine, title=title, notes=notes, item_notes=item_notes, plots=plots
+        )
+        (self.run_dir / "report.html").write_text(page, encoding="utf-8")
         return EvalResult(self.run_dir, mine, summary, report, plots, computed)
 
 

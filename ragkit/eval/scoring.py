@@ -5,7 +5,7 @@ and ragas. Pure apart from the model calls it is handed."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,22 +34,62 @@ def retrieved_gold_ids(answer: Answer, gold_sources: Sequence[str]) -> list[str]
     return out
 
 
+NO_REFERENCE = "no reference: only retrieval is scored"
+EMPTY_OUTPUT = (
+    "empty output: CRUD-RAG's scores and QuestEval left out (its evaluator drops such items); "
+    "ragkit's variants score it 0"
+)
+
+
+def record_notes(record: Mapping[str, Any]) -> list[str]:
+    """What a report must say about an item whose scores are incomplete for a plain reason."""
+    if not str(record.get("reference") or "").strip():
+        return [NO_REFERENCE]
+    if not str(record.get("output") or "").strip():
+        return [EMPTY_OUTPUT]
+    return []
+
+
+def has_reference(item: EvalItem) -> bool:
+    return bool(item.reference.strip())
+
+
 def item_scores(item: EvalItem, answer: Answer) -> dict[str, float]:
-    """Cheap per-item metrics: no model calls."""
+    """Cheap per-item metrics: no model calls. Without a reference only retrieval is scored."""
     scores: dict[str, float] = {}
     if item.gold_sources:
         ids = retrieved_gold_ids(answer, item.gold_sources)
         for k in RECALL_KS:
             scores[f"recall@{k}"] = metrics.recall_at_k(ids, list(item.gold_sources), k)
         scores["mrr@10"] = metrics.mrr(ids, list(item.gold_sources), k=10)
+    if not has_reference(item):
+        return scores
     if item.task == "read":
         texts = [hit.chunk.text for hit in answer.retrieved]
         refs = list(item.references or (item.reference,))
         scores["answer_recall@5"] = metrics.answer_recall_at_k(texts, refs, 5)
         scores["contains_reference"] = float(metrics.contains_reference(answer.text, refs))
         scores["token_f1"] = max(metrics.token_f1(answer.text, r) for r in refs)
-    scores["bleu4"] = metrics.bleu4(answer.text, item.reference) if answer.text.strip() else 0.0
-    scores["rouge_l"] = metrics.rouge_l(answer.text, item.reference) if answer.text.strip() else 0.0
+    scores.update(text_scores(answer.text, item.reference))
+    return scores
+
+
+def text_scores(output: str, reference: str) -> dict[str, float]:
+    """Overlap of the output with the reference: CRUD-RAG's BLEU and ROUGE-L and ragkit's.
+
+    CRUD-RAG's evaluator drops an item whose output is blank, so its metrics are left out for
+    one; ragkit's score a blank output 0.
+    """
+    scores: dict[str, float] = {}
+    if output.strip():
+        details = metrics.crud_bleu_details(output, reference)
+        if details is not None:
+            scores.update(details.scores())
+        scores["crud_rouge_l"] = metrics.crud_rouge_l(output, reference)
+        scores["smoothed_bleu4"] = metrics.smoothed_bleu4(output, reference)
+        scores["word_rouge_l"] = metrics.word_rouge_l(output, reference)
+    else:
+        scores["smoothed_bleu4"] = scores["word_rouge_l"] = 0.0
     return scores
 
 
@@ -58,36 +98,38 @@ def batch_scores(
     answers: Sequence[Answer],
     *,
     embedder: Any = None,
-    questeval_generator: Any = None,
     use_ragas: bool = True,
     judge_url: str | None = None,
+    judge_model: str | None = None,
 ) -> list[dict[str, float]]:
-    """Every metric for a batch; model-backed ones make one batched call each."""
+    """Every metric that needs no judge, for a batch; model-backed ones make one batched call
+    each. RAGQuestEval runs after generation (`ragkit.eval.quest_pass`)."""
     scores = [item_scores(i, a) for i, a in zip(items, answers, strict=True)]
-    if embedder is not None:
+    scored = [j for j, item in enumerate(items) if has_reference(item)]
+    if embedder is not None and scored:
         sims = metrics.embedding_similarity(
-            [a.text or " " for a in answers], [i.reference for i in items], embedder
+            [answers[j].text or " " for j in scored], [items[j].reference for j in scored], embedder
         )
-        for s, sim in zip(scores, sims, strict=True):
-            s["embedding_similarity"] = sim
-    if questeval_generator is not None:
-        from ragkit.eval.questeval import RAGQuestEval
-
-        quest = RAGQuestEval(questeval_generator)
-        for s, item, answer in zip(scores, items, answers, strict=True):
-            if item.questions:
-                result = quest.score(answer.text, item.reference, item.questions, item.answers)
-                s.update(result.scores())
-    if use_ragas:
-        scores = _with_ragas(scores, items, answers, judge_url, embedder if judge_url else None)
+        for j, sim in zip(scored, sims, strict=True):
+            scores[j]["embedding_similarity"] = sim
+    if use_ragas and scored:
+        extra = _ragas(
+            [items[j] for j in scored],
+            [answers[j] for j in scored],
+            judge_url,
+            judge_model,
+            embedder if judge_url else None,
+        )
+        for j, more in zip(scored, extra, strict=True):
+            scores[j].update(more)
     return scores
 
 
-def _with_ragas(
-    scores: list[dict[str, float]],
+def _ragas(
     items: Sequence[EvalItem],
     answers: Sequence[Answer],
     judge_url: str | None,
+    judge_model: str | None,
     embedder: Any,
 ) -> list[dict[str, float]]:
     from ragkit.eval.ragas_bridge import RagasSample, ragas_scores
@@ -102,11 +144,8 @@ def _with_ragas(
         )
         for item, answer in zip(items, answers, strict=True)
     ]
-    for s, extra in zip(
-        scores, ragas_scores(samples, judge_url=judge_url, embedder=embedder), strict=True
-    ):
-        s.update({f"ragas_{k}": v for k, v in extra.items() if not _is_nan(v)})
-    return scores
+    found = ragas_scores(samples, judge_url=judge_url, judge_model=judge_model, embedder=embedder)
+    return [{f"ragas_{k}": v for k, v in extra.items() if not _is_nan(v)} for extra in found]
 
 
 def _is_nan(value: Any) -> bool:

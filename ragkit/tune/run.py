@@ -20,7 +20,14 @@ from ragkit.tune.split import split_items
 from ragkit.tune.sweep import Sweep, TuneOptions, WorkDone
 
 # Generation scores `--metric` may name; they need answers, so only the shortlist has them.
-ANSWER_METRICS = ("contains_reference", "token_f1", "rouge_l", "bleu4")
+ANSWER_METRICS = (
+    "contains_reference",
+    "token_f1",
+    "crud_bleu",
+    "crud_rouge_l",
+    "smoothed_bleu4",
+    "word_rouge_l",
+)
 
 
 @dataclass(frozen=True)
