@@ -314,3 +314,32 @@ def test_an_unknown_metric_is_named(tmp_path):
             store_location=str(tmp_path / "store"),
             options=TuneOptions(metric="bleu9"),
         )
+
+
+CONTEXT_SPACE = "space:\n  expand.sentences: [0, 3]\n  compress.max_tokens: [30, 4000]\n"
+
+
+def test_a_sweep_searches_window_size_and_compression_budget(tmp_path):
+    path = write(tmp_path, CONTEXT_SPACE)
+    base = load_spec("bm25-zh").override(chunker={"chunk_tokens": 48, "overlap_tokens": 8})
+    chosen = variants(load_space(path), base)
+    assert len(chosen) == 5
+    s = Sweep(
+        load_suite("bundled"),
+        chosen,
+        tmp_path / "run",
+        options=TuneOptions(),
+        store_location=str(tmp_path / "store"),
+    )
+    found = s.run_retrieval()
+    assert s.work.indexes == 1 and s.work.searches == 5  # in-memory chunks, one search each
+    recall = {
+        v.label: sum(r["answer_recall@5"] for r in found[v.id]["scores"].values()) for v in chosen
+    }
+    # Wider windows only add text around each hit: more answers reach the prompt; a tight
+    # budget cuts some out.
+    assert recall["expand.sentences=3 compress.max_tokens=4000"] > recall["base"]
+    assert (
+        recall["expand.sentences=3 compress.max_tokens=30"]
+        < recall["expand.sentences=3 compress.max_tokens=4000"]
+    )
