@@ -118,7 +118,13 @@ def pipeline(spec: PipelineSpec) -> Pipeline:
     """The spec's pipeline: a `RAGPipeline`, wrapped in Iter-RetGen when `iterate` is set."""
     from ragkit.pipeline import RAGPipeline
     from ragkit.prompting import PromptAssembler
-    from ragkit.stages.factory import build_reranker, build_rewriter, wrap_iterate
+    from ragkit.stages.factory import (
+        build_compressor,
+        build_expander,
+        build_reranker,
+        build_rewriter,
+        wrap_iterate,
+    )
 
     p = spec.prompt
     assembler = PromptAssembler(layout=p.layout, system=p.system, instruction=p.instruction)
@@ -133,12 +139,16 @@ def pipeline(spec: PipelineSpec) -> Pipeline:
     elif spec.rewrite is not None:
         rewriter = build_rewriter(spec.rewrite, shared)
     reranker = None if spec.rerank is None else build_reranker(spec.rerank, shared)
+    expander = None if spec.expand is None else build_expander(spec.expand, shared)
+    compressor = None if spec.compress is None else build_compressor(spec.compress, shared)
     rag = RAGPipeline(
         retriever=search,
         generator=generator(spec),
         assembler=assembler,
         rewriter=rewriter,
         reranker=reranker,
+        expander=expander,
+        compressor=compressor,
         top_k=spec.retriever.top_k,
         pipeline_name=spec.name,
     )

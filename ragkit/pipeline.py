@@ -1,4 +1,5 @@
-"""The RAG pipeline: query → (rewrite) → retrieve → (rerank) → assemble → generate → cited answer.
+"""The RAG pipeline: query → (rewrite) → retrieve → (rerank) → (expand) → (compress) → assemble →
+generate → cited answer.
 
 Every component is itself a Runnable, and so is the pipeline, so it can be invoked, batched,
 streamed and composed with `|` like any langchain-core runnable. `batch` hands the whole batch
@@ -94,7 +95,9 @@ class RAGPipeline(PipelineRunnable):
     """Retrieval-augmented generation from composable parts.
 
     `rewriter` maps a Query to search queries (several are fused by reciprocal rank fusion);
-    `reranker` maps `{"query", "retrieved"}` to a re-ordered shortlist. Both are optional.
+    `reranker` maps `{"query", "retrieved"}` to a re-ordered shortlist; `expander` maps the
+    final `{"query", "retrieved"}` to passages widened from their source text, and
+    `compressor` to passages cut to their relevant sentences. All are optional.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -104,6 +107,8 @@ class RAGPipeline(PipelineRunnable):
     assembler: PromptAssembler = Field(default_factory=PromptAssembler)
     rewriter: Runnable | None = None
     reranker: Runnable | None = None
+    expander: Runnable | None = None
+    compressor: Runnable | None = None
     top_k: int = 5
     pipeline_name: str = "pipeline"
 
@@ -163,11 +168,12 @@ class RAGPipeline(PipelineRunnable):
         *,
         search: Sequence[Sequence[Query]] | None = None,
     ) -> list[list[Retrieved]]:
-        """Search (after rewriting) and rerank for each query; one retriever batch for all.
+        """Search (after rewriting), rerank, expand and compress for each query; one retriever
+        batch for all. What this returns is what the prompt holds.
 
         `search` gives each query's search queries instead of `search_queries` (a caller that
         already rewrote, or one that searches with its own text, as Iter-RetGen's later
-        rounds do); the reranker still judges against the query's own question.
+        rounds do); the later stages still judge against the query's own question.
         """
         if search is None:
             search = self.search_queries(queries, config)
@@ -181,7 +187,8 @@ class RAGPipeline(PipelineRunnable):
             # A reranker chooses from the whole fused shortlist, not just its first top_k.
             width = max(len(x) for x in lists) if self.reranker is not None else self.top_k
             results.append(_fuse(lists, max(width, 1)) if len(lists) > 1 else list(lists[0]))
-        return self.rerank(queries, results, config)
+        ranked = self.rerank(queries, results, config)
+        return self.compress(queries, self.expand(queries, ranked, config), config)
 
     def rerank(
         self,
@@ -199,6 +206,24 @@ class RAGPipeline(PipelineRunnable):
                 config,
             )
         return [r[: self.top_k] for r in shortlists]
+
+    def expand(
+        self,
+        queries: Sequence[Query],
+        passages: list[list[Retrieved]],
+        config: RunnableConfig | None = None,
+    ) -> list[list[Retrieved]]:
+        """Each final list widened from its source text by the expander (if any)."""
+        return _apply(self.expander, queries, passages, config)
+
+    def compress(
+        self,
+        queries: Sequence[Query],
+        passages: list[list[Retrieved]],
+        config: RunnableConfig | None = None,
+    ) -> list[list[Retrieved]]:
+        """Each passage cut to its relevant sentences by the compressor (if any)."""
+        return _apply(self.compressor, queries, passages, config)
 
     def prompt_for(self, query: Query, retrieved: Sequence[Retrieved]) -> Prompt:
         """The one place a query and its passages become a prompt: history, the query's task
@@ -225,6 +250,20 @@ class RAGPipeline(PipelineRunnable):
             question=query.question,
             retrieved=tuple(retrieved),
         )
+
+
+def _apply(
+    stage: Runnable | None,
+    queries: Sequence[Query],
+    passages: list[list[Retrieved]],
+    config: RunnableConfig | None,
+) -> list[list[Retrieved]]:
+    if stage is None:
+        return passages
+    return stage.batch(
+        [{"query": q.question, "retrieved": r} for q, r in zip(queries, passages, strict=True)],
+        config,
+    )
 
 
 def _fuse(lists: Sequence[Sequence[Retrieved]], top_k: int) -> list[Retrieved]:

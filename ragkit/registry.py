@@ -1,6 +1,7 @@
 """Component kinds by name: each spec section's `kind` resolves through a registry, so a new
-backend, retriever, reranker or rewriter is one `register` call, and a pipeline YAML can name a
-user's own class by import path (`kind: mypkg.stages:MyReranker`) with its own typed `options`.
+backend, retriever, reranker, rewriter, expander or compressor is one `register` call, and a
+pipeline YAML can name a user's own class by import path (`kind: mypkg.stages:MyReranker`) with
+its own typed `options`.
 
 A maker takes the section's spec and the pipeline's shared `Parts` (embedder, store,
 generator, each made on first use) and returns the live component; makers import their modules
@@ -55,7 +56,8 @@ Maker = Callable[[Any, Parts], Any]
 
 
 class Registry:
-    """The makers of one component kind (generators, retrievers, rerankers, rewriters)."""
+    """The makers of one component kind (generators, retrievers, rerankers, rewriters,
+    expanders, compressors)."""
 
     def __init__(self, what: str, methods: tuple[str, ...] = ("invoke", "batch")) -> None:
         self.what = what
@@ -136,3 +138,5 @@ GENERATORS = Registry("generator", methods=("invoke", "batch", "stream"))
 RETRIEVERS = Registry("retriever")
 RERANKERS = Registry("reranker")
 REWRITERS = Registry("rewrite mode")
+EXPANDERS = Registry("expand mode")
+COMPRESSORS = Registry("compress mode")

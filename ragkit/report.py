@@ -59,6 +59,7 @@ def print_answer(
 
 def answer_record(answer: Answer, item: dict[str, Any] | None = None) -> dict[str, Any]:
     u = answer.usage
+    spans = {r.chunk.id: (r.chunk.start, r.chunk.end) for r in answer.retrieved}
     return {
         **(item or {}),
         "question": answer.question,
@@ -68,12 +69,18 @@ def answer_record(answer: Answer, item: dict[str, Any] | None = None) -> dict[st
                 "number": c.number,
                 "chunk_id": c.chunk_id,
                 "source": c.source,
+                "span": list(spans[c.chunk_id]) if c.chunk_id in spans else None,
                 "inferred": c.inferred,
             }
             for c in answer.citations
         ],
         "retrieved": [
-            {"chunk_id": r.chunk.id, "source": r.chunk.source, "score": r.score}
+            {
+                "chunk_id": r.chunk.id,
+                "source": r.chunk.source,
+                "span": [r.chunk.start, r.chunk.end],
+                "score": r.score,
+            }
             for r in answer.retrieved
         ],
         "usage": {

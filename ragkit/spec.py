@@ -182,6 +182,40 @@ class RerankSpec(_Pluggable):
         return self
 
 
+class ExpandSpec(_Pluggable):
+    """Each final passage widened from the source text its chunk came from (see
+    `ragkit.stages.expand`): `window` adds `sentences` sentences on each side; `parent` returns
+    the block of `parent_chunks` consecutive chunks when at least `min_hits` of them were hit."""
+
+    _registry = components.EXPANDERS
+    _kind_field = "mode"
+    mode: str = "window"
+    sentences: int = Field(2, ge=0, le=50)
+    parent_chunks: int = Field(4, ge=2, le=64)
+    min_hits: int = Field(2, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _hits_fit_a_parent(self) -> ExpandSpec:
+        if self.min_hits > self.parent_chunks:
+            raise ValueError(
+                f"min_hits ({self.min_hits}) cannot exceed parent_chunks ({self.parent_chunks})"
+            )
+        return self
+
+
+class CompressSpec(_Pluggable):
+    """Each final passage cut to the sentences that bear on the question (see
+    `ragkit.stages.compress`), at most `max_tokens` chunker tokens over all passages: `extract`
+    ranks sentences by `scorer`; `model` keeps the sentences the generator picks."""
+
+    _registry = components.COMPRESSORS
+    _kind_field = "mode"
+    mode: str = "extract"
+    max_tokens: int = Field(400, gt=0, le=32768)
+    scorer: Literal["bm25", "embedder"] = "bm25"
+    max_new_tokens: int = Field(24, gt=0, le=256)  # the generator's reply, for `model`
+
+
 class IterateSpec(_Spec):
     rounds: int = Field(2, gt=0, le=10)
     stop_when_stable: bool = True
@@ -198,6 +232,8 @@ class PipelineSpec(_Spec):
     prompt: PromptSpec = PromptSpec()
     rewrite: RewriteSpec | None = None
     rerank: RerankSpec | None = None
+    expand: ExpandSpec | None = None
+    compress: CompressSpec | None = None
     iterate: IterateSpec | None = None
 
     def with_store(
@@ -293,7 +329,7 @@ def describe(exc: ValidationError, prefix: str = "") -> str:
 def plugin_problem(spec: PipelineSpec) -> str | None:
     """`key: reason` when a user's class named by import path does not import, is not the kind
     of component its section needs, or does not take its options; None when all are fine."""
-    for name in ("retriever", "generator", "rewrite", "rerank"):
+    for name in ("retriever", "generator", "rewrite", "rerank", "expand", "compress"):
         section = getattr(spec, name)
         if section is None or section.plugin is None:
             continue

@@ -96,3 +96,18 @@ def test_iter_retgen_matches_in_batch_and_stream(scripted_spec):
     assert streamed.text == batched[0].text
     # The scripted answer repeats itself, so the loop stops after round 2 found it stable.
     assert len(batched[0].trace) == 2
+
+
+def test_expansion_then_compression_follow_reranking(scripted_spec):
+    spec = scripted_spec.override(
+        rerank={"kind": "rrf"}, expand={"sentences": 1}, compress={"max_tokens": 80}
+    )
+    rag = build.pipeline(spec).model_copy(update={"generator": ScriptedGenerator()})
+    query = Query(QUESTION)
+    ranked = rag.rerank([query], rag.retriever.batch([query]))
+    expanded = rag.expand([query], ranked)
+    assert rag.retrieve([query]) == rag.compress([query], expanded)
+    assert expanded != ranked and rag.compress([query], expanded) != expanded
+    answer = rag.invoke(QUESTION)
+    (seen,) = rag.generator.prompts
+    assert seen == rag.prompt_for(query, answer.retrieved)

@@ -473,3 +473,32 @@ def test_in_memory_index_keeps_the_pipelines_stages(tmp_path, name):
     hits = rag.retrieve([Query("Who is the harbour master?")])[0]
     assert hits[0].chunk.id == "c0" and {h.chunk.id for h in hits} <= {"c0", "c1"}
     assert rag.invoke("Who is the harbour master?").retrieved[0].chunk.id == "c0"
+
+
+CONTEXT_SPACE = "space:\n  expand.sentences: [0, 3]\n  compress.max_tokens: [30, 4000]\n"
+
+
+def test_a_sweep_searches_window_size_and_compression_budget(tmp_path):
+    path = write(tmp_path, CONTEXT_SPACE)
+    base = load_spec("bm25-zh").override(chunker={"chunk_tokens": 48, "overlap_tokens": 8})
+    chosen = variants(load_space(path), base)
+    assert len(chosen) == 5
+    s = Sweep(
+        load_suite("bundled"),
+        chosen,
+        tmp_path / "run",
+        options=TuneOptions(),
+        store_location=str(tmp_path / "store"),
+    )
+    found = s.run_retrieval()
+    assert s.work.indexes == 1 and s.work.searches == 5  # in-memory chunks, one search each
+    recall = {
+        v.label: sum(r["answer_recall@5"] for r in found[v.id]["scores"].values()) for v in chosen
+    }
+    # Wider windows only add text around each hit: more answers reach the prompt; a tight
+    # budget cuts some out.
+    assert recall["expand.sentences=3 compress.max_tokens=4000"] > recall["base"]
+    assert (
+        recall["expand.sentences=3 compress.max_tokens=30"]
+        < recall["expand.sentences=3 compress.max_tokens=4000"]
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -113,3 +115,31 @@ class BM25Retriever(Retriever):
         cls, chunks: Sequence[Chunk], top_k: int = 5, terms: LexicalTerms = "words"
     ) -> BM25Retriever:
         return cls(list(chunks), top_k=top_k, terms=terms)
+
+
+def bm25_scores(
+    query: str,
+    texts: Sequence[str],
+    k1: float = 1.2,
+    b: float = 0.75,
+    terms: LexicalTerms = "words",
+) -> list[float]:
+    """BM25 of each text for the query, with statistics from these texts alone: for scoring a
+    short list (a shortlist of passages, the sentences of a few passages) without an index."""
+    if not texts:
+        return []
+    docs = [Counter(lexical_terms(t, terms)) for t in texts]
+    lengths = [sum(d.values()) for d in docs]
+    mean = sum(lengths) / len(docs) or 1.0
+    wanted = set(lexical_terms(query, terms))
+    df = {term: sum(1 for d in docs if term in d) for term in wanted}
+    scores = []
+    for doc, length in zip(docs, lengths, strict=True):
+        score = 0.0
+        for term in wanted:
+            tf = doc.get(term, 0)
+            if tf:
+                idf = math.log(1 + (len(docs) - df[term] + 0.5) / (df[term] + 0.5))
+                score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / mean))
+        scores.append(score)
+    return scores

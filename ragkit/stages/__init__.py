@@ -1,5 +1,6 @@
-"""Optional retrieval stages that wrap the core pipeline: query rewriting, reranking and the
-Iter-RetGen loop. Names resolve on first use so importing the package loads no model."""
+"""Optional retrieval stages that wrap the core pipeline: query rewriting, reranking, context
+expansion and compression, and the Iter-RetGen loop. Names resolve on first use so importing the
+package loads no model."""
 
 from ragkit.lazy import lazy_exports
 
@@ -12,8 +13,17 @@ _EXPORTS = {
         "RRFReranker",
         "E5Embedder",
     ),
+    "ragkit.stages.expand": ("SentenceWindow", "ParentChunks"),
+    "ragkit.stages.compress": ("ExtractiveCompressor",),
+    "ragkit.stages.compress_model": ("ModelCompressor",),
     "ragkit.stages.iterate": ("IterRetGen",),
-    "ragkit.stages.factory": ("build_rewriter", "build_reranker", "wrap_iterate"),
+    "ragkit.stages.factory": (
+        "build_rewriter",
+        "build_reranker",
+        "build_expander",
+        "build_compressor",
+        "wrap_iterate",
+    ),
 }
 
 

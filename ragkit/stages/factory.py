@@ -1,6 +1,6 @@
-"""Builds the optional stages (rewriter, reranker, Iter-RetGen) from their spec sections through
-the component registries, turning a stage's own ValueError into a one-line `ConfigError` that
-names the section."""
+"""Builds the optional stages (rewriter, reranker, expander, compressor, Iter-RetGen) from their
+spec sections through the component registries, turning a stage's own ValueError into a one-line
+`ConfigError` that names the section."""
 
 from __future__ import annotations
 
@@ -8,16 +8,23 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import Runnable
 
-from ragkit.components import E5_NAMES, RERANKERS, REWRITERS
+from ragkit.components import COMPRESSORS, E5_NAMES, EXPANDERS, RERANKERS, REWRITERS
 from ragkit.errors import ConfigError
 from ragkit.registry import Parts, Registry
-from ragkit.spec import IterateSpec, RerankSpec, RewriteSpec
+from ragkit.spec import CompressSpec, ExpandSpec, IterateSpec, RerankSpec, RewriteSpec
 
 if TYPE_CHECKING:
     from ragkit.pipeline import RAGPipeline
     from ragkit.stages.iterate import IterRetGen
 
-__all__ = ["E5_NAMES", "build_reranker", "build_rewriter", "wrap_iterate"]
+__all__ = [
+    "E5_NAMES",
+    "build_compressor",
+    "build_expander",
+    "build_reranker",
+    "build_rewriter",
+    "wrap_iterate",
+]
 
 
 def build_rewriter(spec: RewriteSpec, generator: Runnable | Parts) -> Runnable:
@@ -36,6 +43,16 @@ def build_reranker(
         else Parts(embedder=lambda: embedder, generator=lambda: generator)
     )
     return _built(RERANKERS, spec.kind, spec, parts, "rerank")
+
+
+def build_expander(spec: ExpandSpec, parts: Parts) -> Runnable:
+    """The expander `spec.mode` names; it reads neighbouring chunks from `parts.store`."""
+    return _built(EXPANDERS, spec.mode, spec, parts, "expand")
+
+
+def build_compressor(spec: CompressSpec, parts: Parts) -> Runnable:
+    """The compressor `spec.mode` names (`model` asks `parts.generator`)."""
+    return _built(COMPRESSORS, spec.mode, spec, parts, "compress")
 
 
 def _built(registry: Registry, kind: str, spec: Any, parts: Parts, section: str) -> Runnable:

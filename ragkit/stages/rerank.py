@@ -9,9 +9,7 @@ retriever's order.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,8 +17,9 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from ragkit.models import resolve_embedding_model
+from ragkit.retrieval.bm25 import bm25_scores
 from ragkit.runnable import BatchedRunnable
-from ragkit.text import is_cjk, tokenize
+from ragkit.text import is_cjk
 from ragkit.types import Prompt, Retrieved
 
 RerankInput = dict[str, Any]
@@ -263,7 +262,9 @@ class RRFReranker(_Reranker):
         return "rrf"
 
     def _scores(self, pairs: Pairs, config: RunnableConfig | None) -> list[list[float]]:
-        orders = [[_bm25(q, [self._text(h) for h in hits], self.k1, self.b)] for q, hits in pairs]
+        orders = [
+            [bm25_scores(q, [self._text(h) for h in hits], self.k1, self.b)] for q, hits in pairs
+        ]
         if self.embedder is not None:
             cosine = EmbedderReranker(embedder=self.embedder)._scores(pairs, config)
             for row, scores in zip(orders, cosine, strict=True):
@@ -276,25 +277,6 @@ class RRFReranker(_Reranker):
                     fused[i] += 1.0 / (self.k + rank)
             out.append(fused)
         return out
-
-
-def _bm25(query: str, texts: list[str], k1: float, b: float) -> list[float]:
-    """BM25 of each text for the query, with statistics from these texts alone."""
-    docs = [Counter(tokenize(t)) for t in texts]
-    lengths = [sum(d.values()) for d in docs]
-    mean = sum(lengths) / len(docs) or 1.0
-    terms = set(tokenize(query))
-    scores = []
-    for doc, length in zip(docs, lengths, strict=True):
-        score = 0.0
-        for term in terms:
-            tf = doc.get(term, 0)
-            if tf:
-                df = sum(1 for d in docs if term in d)
-                idf = math.log(1 + (len(docs) - df + 0.5) / (df + 0.5))
-                score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / mean))
-        scores.append(score)
-    return scores
 
 
 def _split(flat: list[float], pairs: Pairs) -> list[list[float]]:

@@ -35,11 +35,13 @@ def chunking_key(spec: PipelineSpec) -> str:
 
 def retrieval_key(spec: PipelineSpec) -> str:
     """Variants with equal keys rank chunks identically up to their own `top_k`, so one search
-    at the largest `top_k` serves them all."""
+    at the largest `top_k` serves them all. Expansion and compression work on the final list as
+    a whole (merging hits, sharing a token budget), so with either `top_k` stays in the key."""
     body = spec.model_dump(
         mode="json", exclude={"name", "description", "store", "prompt", "generator"}
     )
-    body["retriever"].pop("top_k")
+    if spec.expand is None and spec.compress is None:
+        body["retriever"].pop("top_k")
     if uses_generator(spec):
         body["generator"] = spec.generator.model_dump(mode="json")
     return json.dumps(body, sort_keys=True)
@@ -48,7 +50,8 @@ def retrieval_key(spec: PipelineSpec) -> str:
 def uses_generator(spec: PipelineSpec) -> bool:
     rewrites = spec.rewrite is not None and spec.rewrite.mode in _MODEL_REWRITES
     judged = spec.rerank is not None and spec.rerank.kind == "llm-judge"
-    return rewrites or judged or spec.iterate is not None
+    picked = spec.compress is not None and spec.compress.mode == "model"
+    return rewrites or judged or picked or spec.iterate is not None
 
 
 def needs_embeddings(spec: PipelineSpec) -> bool:
@@ -59,9 +62,10 @@ def needs_embeddings(spec: PipelineSpec) -> bool:
 def in_memory(rag: Pipeline, chunks: Sequence[Chunk]) -> Pipeline:
     """The pipeline with its BM25 retriever over `chunks` instead of a store, so lexical
     variants need no embedding pass; a retriever wrapping BM25 (conversational search) keeps
-    its wrapper."""
+    its wrapper, and an expander reads its neighbours from the same chunks."""
     from ragkit.retrieval.bm25 import BM25Retriever
     from ragkit.stages.history import HistorySearch
+    from ragkit.stages.neighbours import ChunkList
 
     outer = rag.retriever
     inner = outer.retriever if isinstance(outer, HistorySearch) else outer
@@ -72,8 +76,14 @@ def in_memory(rag: Pipeline, chunks: Sequence[Chunk]) -> Pipeline:
         )
     lexical = BM25Retriever.from_chunks(chunks, top_k=inner.top_k, terms=inner.terms)
     if isinstance(outer, HistorySearch):
-        return rag.with_retriever(outer.model_copy(update={"retriever": lexical}))
-    return rag.with_retriever(lexical)
+        rag = rag.with_retriever(outer.model_copy(update={"retriever": lexical}))
+    else:
+        rag = rag.with_retriever(lexical)
+    expander = getattr(rag, "expander", None)
+    if getattr(expander, "source", None) is not None:
+        reader = expander.model_copy(update={"source": ChunkList(chunks)})
+        rag = rag.model_copy(update={"expander": reader})
+    return rag
 
 
 def item_retrieval_scores(item: EvalItem, hits: Sequence[Retrieved]) -> dict[str, float]:
