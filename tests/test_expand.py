@@ -141,7 +141,7 @@ def test_expansion_over_the_real_index_points_at_the_source_text(scripted_spec, 
 def spec_corpus():
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[1] / "ragkit" / "eval" / "bundled" / "corpus"
+    return Path(__file__).resolve().parents[1] / "evals" / "bundled" / "corpus"
 
 
 @pytest.mark.parametrize(
