@@ -39,7 +39,9 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
     "instruction"?}` so it composes after a retriever in a runnable map.
 
     Passages render deterministically (the same chunk gives the same text), which is what lets a
-    generator reuse the KV cache of a prompt whose passages it has seen before.
+    generator reuse the KV cache of a prompt whose passages it has seen before; each segment
+    also marks where the part that does not depend on its number begins, so a generator can
+    reuse a passage's KV at whatever rank it comes back.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -136,14 +138,16 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
         out = []
         for number, hit in enumerate(_unique(retrieved), start=start):
             chunk = hit.chunk
-            text = chunk.text.strip()[: self.max_passage_chars]
-            rendered = self.passage_template.format(
-                number=number,
-                name=Path(chunk.source.split("#")[0]).name,
-                source=chunk.source,
-                text=text,
-            )
-            out.append(Segment(number, chunk.id, chunk.doc_id, chunk.source, rendered))
+            fields = {
+                "name": Path(chunk.source.split("#")[0]).name,
+                "source": chunk.source,
+                "text": chunk.text.strip()[: self.max_passage_chars],
+            }
+            rendered = self.passage_template.format(number=number, **fields)
+            # n and n + 1 differ in their last digit, so the shared tail starts after the number.
+            other = self.passage_template.format(number=number + 1, **fields)
+            body_start = len(rendered) - _common_suffix(rendered, other)
+            out.append(Segment(number, chunk.id, chunk.doc_id, chunk.source, rendered, body_start))
         return tuple(out)
 
 
@@ -159,6 +163,13 @@ def cite(answer_text: str, segments: Sequence[Segment]) -> tuple[Citation, ...]:
             if seg is not None and number not in found:
                 found[number] = Citation(number, seg.chunk_id, seg.doc_id, seg.source)
     return tuple(found.values())
+
+
+def _common_suffix(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
 
 
 def _unique(retrieved: Sequence[Retrieved]) -> list[Retrieved]:
