@@ -116,6 +116,12 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
             suffix = f"{q_label}: {question}\n{answer_cue}"
         return Prompt(system, prefix, segments, suffix, question, self.layout)
 
+    def passage_prompt(self, hit: Retrieved) -> Prompt:
+        """A prompt holding one passage, framed as a question in the passage's language would
+        frame it (the system message follows the language), for computing its KV ahead of
+        time; not for generating from."""
+        return self.assemble(hit.chunk.text, [hit])
+
     def extend(self, prompt: Prompt, retrieved: Sequence[Retrieved]) -> Prompt:
         """Add newly found passages after the ones already in `prompt`, keeping their numbers.
 

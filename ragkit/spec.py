@@ -103,8 +103,24 @@ class GeneratorSpec(_Pluggable):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     timeout_s: float = Field(120.0, gt=0)
     prefix_cache_mb: int = Field(512, ge=0)
+    # Local generator: `prefix` reuses an exact cached prompt prefix; `passages` also reuses
+    # each passage's KV wherever it lands (docs/generation-and-kv-reuse.md); `off` neither.
+    kv_reuse: Literal["passages", "prefix", "off"] = "prefix"
+    passage_cache_mb: int = Field(1024, ge=0)
+    passage_recompute_tokens: int = Field(16, ge=0, le=4096)
+    passage_cache_dir: str | None = None  # passage KV computed ahead by `ragkit kv warm`
     # Requests served at once; unset, the backend's own default (a model server takes many).
     max_concurrency: int | None = Field(None, gt=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _passages_are_local(self) -> GeneratorSpec:
+        if (self.kv_reuse != "prefix" or self.passage_cache_dir) and self.kind != "local":
+            raise ValueError(
+                "kv_reuse and passage_cache_dir are settings of the local generator; with "
+                f"kind {self.kind!r} the model server keeps its own cache "
+                "(see docs/generation-and-kv-reuse.md)"
+            )
+        return self
 
 
 class PromptSpec(_Spec):

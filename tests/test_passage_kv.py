@@ -11,13 +11,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from ragkit.generation.passage_encode import PassageReuse, encode_tokens
 from ragkit.generation.passage_plan import PassageSpan, PromptPlan, plan_prompt
-from ragkit.generation.passage_prefill import (
-    PassageReuse,
-    Rotator,
-    encode_tokens,
-    prefill_passages,
-)
+from ragkit.generation.passage_prefill import Rotator, prefill_passages
 from ragkit.generation.passage_store import PassageKV, PassageKVStore, passage_key
 from ragkit.prompting import PromptAssembler
 from ragkit.types import Chunk, Prompt, Retrieved
@@ -317,3 +313,40 @@ def test_encoding_after_a_context_continues_its_positions(loaded):
     assert (context.base, context.tokens, body.base, body.tokens) == (0, 5, 5, 3)
     _, cache = full_forward(loaded, [1, 2, 3, 4, 5, 6, 7, 8])
     torch.testing.assert_close(body.keys[0], cache.layers[0].keys[0, :, 5:], atol=1e-5, rtol=1e-4)
+
+
+def test_a_warmed_folder_serves_passages_missing_from_memory(loaded, tmp_path):
+    from ragkit.generation.passage_disk import PassageKVDisk
+    from ragkit.generation.passage_encode import precompute
+
+    plan = build_plan(context=4, prefix=3, passages=[(1, 20), (1, 24)], suffix=3)
+    disk = PassageKVDisk(tmp_path / "kv")
+    warm = PassageReuse(PassageKVStore(1 << 24), "tiny|float32", 2, disk)
+    with torch.inference_mode():
+        assert precompute(loaded, plan, warm, 8) == (2, 0)
+        assert precompute(loaded, plan, warm, 8) == (0, 2)  # resumable: already there
+    assert len(disk.files()) == 2  # the passages; the context is cheap and stays in memory
+
+    later = PassageReuse(PassageKVStore(1 << 24), "tiny|float32", 2, disk)
+    with torch.inference_mode():
+        done = prefill_passages(loaded, plan, later, None, 8, never)
+    assert (done.hits, done.misses) == (2, 0)
+    assert later.store.stats().hits == 2 and len(later.store) == 2
+    cold = run(loaded, plan, PassageKVStore(1 << 24), recompute=2)
+    assert torch.equal(done.logits, cold.logits)
+
+    disk.files()[0].write_bytes(b"not a tensor file")
+    assert sum(disk.get(p.stem) is None for p in disk.files()) == 1
+
+
+def test_kv_reuse_is_a_local_generator_setting():
+    from ragkit.spec import PipelineSpec
+
+    spec = PipelineSpec.model_validate({"generator": {"kind": "local", "kv_reuse": "passages"}})
+    assert spec.generator.kv_reuse == "passages"
+    with pytest.raises(ValueError, match="settings of the local generator"):
+        PipelineSpec.model_validate(
+            {"generator": {"kind": "openai", "base_url": "http://x", "kv_reuse": "passages"}}
+        )
+    with pytest.raises(ValueError, match="kv_reuse"):
+        PipelineSpec.model_validate({"generator": {"kv_reuse": "blocks"}})

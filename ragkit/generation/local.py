@@ -18,6 +18,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,8 +29,9 @@ from ragkit.errors import ConfigError, InputError
 from ragkit.generation.base import GenerationParams, Generator, drain, to_prompt
 from ragkit.generation.cancel import current_event
 from ragkit.generation.kv_cache import PrefixKVCache
+from ragkit.generation.passage_disk import PassageKVDisk
+from ragkit.generation.passage_encode import PassageReuse, precompute
 from ragkit.generation.passage_plan import PromptPlan, plan_prompt
-from ragkit.generation.passage_prefill import PassageReuse
 from ragkit.generation.passage_store import PassageKVStore
 from ragkit.generation.ragged import enable_ragged_decode
 from ragkit.generation.scheduler import Scheduler, Sequence
@@ -239,6 +241,8 @@ class LocalGenerator(Generator):
     prefix_cache_bytes: int = Field(default=DEFAULT_PREFIX_CACHE_BYTES, ge=0)
     passage_cache_bytes: int = Field(default=DEFAULT_PASSAGE_CACHE_BYTES, ge=0)
     passage_recompute_tokens: int = Field(default=DEFAULT_PASSAGE_RECOMPUTE_TOKENS, ge=0)
+    # A folder `ragkit kv warm` filled: passages missing from memory are read from it.
+    passage_cache_dir: str | None = None
     prefill_block_tokens: int = Field(default=64, gt=0)
     max_batch_size: int = Field(default=DEFAULT_MAX_BATCH_SIZE, gt=0)
     max_batch_tokens: int = Field(default=DEFAULT_MAX_BATCH_TOKENS, gt=0)
@@ -327,9 +331,32 @@ class LocalGenerator(Generator):
     def _reuse(self) -> PassageReuse | None:
         if self._passages is None:
             return None
+        disk = PassageKVDisk(self.passage_cache_dir) if self.passage_cache_dir else None
         return PassageReuse(
-            self._passages, f"{self.model}|{self.resolved_dtype}", self.passage_recompute_tokens
+            self._passages,
+            f"{self.model}|{self.resolved_dtype}",
+            self.passage_recompute_tokens,
+            disk,
         )
+
+    def precompute_passages(self, prompts: Seq[Prompt]) -> tuple[int, int]:
+        """Compute and store every passage of `prompts` now (and write it to
+        `passage_cache_dir` when set), so later prompts find them; returns (computed, found
+        already). Needs `kv_reuse: passages`."""
+        import torch
+
+        reuse = self._reuse()
+        if reuse is None:
+            raise ConfigError("precomputing passages needs kv_reuse 'passages'")
+        computed = present = 0
+        for prompt in prompts:
+            _, plan = self._tokenize(to_prompt(prompt))
+            if plan is None:
+                continue
+            with torch.inference_mode():
+                now, before = precompute(self.loaded(), plan, reuse, self.prefill_block_tokens)
+            computed, present = computed + now, present + before
+        return computed, present
 
     def _submit(
         self, ids: list[int], plan: PromptPlan | None, params: GenerationParams

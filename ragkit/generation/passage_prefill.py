@@ -22,21 +22,11 @@ from typing import Any
 
 from ragkit.errors import ConfigError
 from ragkit.generation.kv_cache import PrefixKVCache
-from ragkit.generation.passage_plan import PromptPlan, body_tokens
-from ragkit.generation.passage_store import PassageKV, PassageKVStore, passage_key
+from ragkit.generation.passage_encode import PassageReuse, passage_entries
+from ragkit.generation.passage_plan import PromptPlan
 
 # Rotary variants whose angle is linear in the position, so a rotation by d moves a key by d.
 COMPOSABLE_ROPE = frozenset({"default", "linear", "llama3", "yarn"})
-
-
-@dataclass(frozen=True)
-class PassageReuse:
-    """A generator's passage store and how it uses it: the model's name in the keys, and how
-    many leading tokens of each passage body are recomputed in place."""
-
-    store: PassageKVStore
-    model_tag: str
-    recompute_tokens: int
 
 
 @dataclass
@@ -113,82 +103,6 @@ def rotator_for(model: Any) -> Rotator:
         return _ROTATORS[id(model)]
 
 
-def encode_tokens(
-    loaded: Any,
-    tokens: Any,
-    block: int,
-    cancelled: Callable[[], bool],
-    after: PassageKV | None = None,
-) -> PassageKV | None:
-    """KV of `tokens` computed on their own in `block`-token steps, after `after`'s tokens when
-    given (at the positions that follow them); None when cancelled."""
-    import torch
-    from transformers import DynamicCache
-
-    model = loaded.model
-    data = None
-    if after is not None:
-        data = [(k[None], v[None]) for k, v in zip(after.keys, after.values, strict=True)]
-    cache = DynamicCache(data, config=model.config)
-    start = 0 if after is None else after.tokens
-    for lo in range(0, len(tokens), block):
-        if cancelled():
-            return None
-        chunk = torch.tensor([list(tokens[lo : lo + block])])
-        with loaded.lock:
-            model(input_ids=chunk, cache=cache, use_cache=True, logits_to_keep=1)
-    keys = torch.stack([layer.keys[0, :, start:, :] for layer in cache.layers])
-    values = torch.stack([layer.values[0, :, start:, :] for layer in cache.layers])
-    return PassageKV(keys, values, start)
-
-
-def context_kv(
-    loaded: Any, plan: PromptPlan, reuse: PassageReuse, block: int, cancelled: Callable[[], bool]
-) -> tuple[PassageKV | None, int]:
-    """The KV of the encoding context, from the store or computed (and stored) now; with the
-    number of entries storing it evicted."""
-    key = passage_key(reuse.model_tag, (), plan.context)
-    found = reuse.store.get(key, count=False)
-    if found is not None:
-        return found, 0
-    made = encode_tokens(loaded, plan.context, block, cancelled)
-    return made, (reuse.store.put(key, made) if made is not None else 0)
-
-
-def passage_entries(
-    loaded: Any, plan: PromptPlan, reuse: PassageReuse, block: int, cancelled: Callable[[], bool]
-) -> tuple[list[tuple[PassageKV, bool] | None], Prefilled] | None:
-    """Each passage's KV and whether it came from the store (None for bodies too short to
-    reuse), computing and storing the missing ones; counts go in the returned stub. None when
-    cancelled."""
-    stats = Prefilled(kv=None, logits=None, reused=0)
-    context: PassageKV | None = None
-    entries: list[tuple[PassageKV, bool] | None] = []
-    for span in plan.passages:
-        if span.end - span.body <= reuse.recompute_tokens:
-            entries.append(None)
-            continue
-        tokens = body_tokens(plan, span)
-        key = passage_key(reuse.model_tag, plan.context, tokens)
-        entry = reuse.store.get(key)
-        stored = entry is not None
-        if entry is None:
-            if context is None:
-                context, evicted = context_kv(loaded, plan, reuse, block, cancelled)
-                stats.evictions += evicted
-                if context is None:
-                    return None
-            entry = encode_tokens(loaded, tokens, block, cancelled, after=context)
-            if entry is None:
-                return None
-            stats.evictions += reuse.store.put(key, entry)
-            stats.misses += 1
-        else:
-            stats.hits += 1
-        entries.append((entry, stored))
-    return entries, stats
-
-
 def prefill_passages(
     loaded: Any,
     plan: PromptPlan,
@@ -205,7 +119,6 @@ def prefill_passages(
     found = passage_entries(loaded, plan, reuse, block, cancelled)
     if found is None:
         return None
-    entries, result = found
     model = loaded.model
     config = model.config
     ids, n, prefix_end = plan.ids, len(plan.ids), plan.prefix_end
@@ -226,11 +139,11 @@ def prefill_passages(
     reused = start
     rotate = rotator_for(model)
     k_first = reuse.recompute_tokens
-    for span, found in zip(plan.passages, entries, strict=True):
-        if found is None:
+    for span, placed in zip(plan.passages, found.entries, strict=True):
+        if placed is None:
             rows += range(span.start, span.end)
             continue
-        entry, stored = found
+        entry, stored = placed
         keys[:, 0, :, span.body : span.end] = rotate(entry.keys, span.body - entry.base)
         values[:, 0, :, span.body : span.end] = entry.values
         rows += range(span.start, span.body + k_first)
@@ -246,10 +159,14 @@ def prefill_passages(
             ids[:prefix_end],
             [(k[..., :prefix_end, :], v[..., :prefix_end, :]) for k, v in layer_kv],
         )
-    result.kv = DynamicCache(layer_kv, config=config)
-    result.logits = logits
-    result.reused = reused
-    return result
+    return Prefilled(
+        DynamicCache(layer_kv, config=config),
+        logits,
+        reused,
+        found.hits,
+        found.misses,
+        found.evictions,
+    )
 
 
 def recompute_rows(

@@ -107,6 +107,14 @@ class PassageKVStore:
                     self._hits += 1
             return entry
 
+    def record(self, *, hit: bool) -> None:
+        """Count a lookup made with `get(..., count=False)` (e.g. after trying another tier)."""
+        with self._lock:
+            if hit:
+                self._hits += 1
+            else:
+                self._misses += 1
+
     def put(self, key: str, entry: PassageKV) -> int:
         """Store `entry` (replacing one under the same key); returns the entries evicted.
 

@@ -21,8 +21,9 @@ from typing import Any
 
 from ragkit.generation.base import GenerationParams, StopScanner, build_usage
 from ragkit.generation.kv_cache import PrefixKVCache
+from ragkit.generation.passage_encode import PassageReuse
 from ragkit.generation.passage_plan import PromptPlan
-from ragkit.generation.passage_prefill import PassageReuse, prefill_passages
+from ragkit.generation.passage_prefill import prefill_passages
 from ragkit.generation.ragged import decode_step
 from ragkit.types import Answer, AnswerChunk
 
