@@ -182,8 +182,8 @@ def full_forward(loaded, ids):
     return out.logits[0, -1], cache
 
 
-def run(loaded, plan, store, recompute, prefix_cache=None, cancelled=never):
-    reuse = PassageReuse(store, "tiny|float32", recompute)
+def run(loaded, plan, store, recompute, prefix_cache=None, cancelled=never, share=0.0):
+    reuse = PassageReuse(store, "tiny|float32", recompute, recompute_share=share)
     with torch.inference_mode():
         return prefill_passages(loaded, plan, reuse, prefix_cache, 8, cancelled)
 
@@ -223,7 +223,7 @@ def test_a_passage_right_after_the_context_is_reused_exactly(loaded):
     store = PassageKVStore(1 << 24)
     run(loaded, plan, store, recompute=0)  # computes and stores the passage
     done = run(loaded, plan, store, recompute=0)
-    assert (done.hits, done.misses, done.reused) == (1, 0, 40)
+    assert (done.hits, done.misses, done.reused) == (1, 0, 6 + 40)  # context and passage
     logits, _ = full_forward(loaded, plan.ids)
     torch.testing.assert_close(done.logits, logits, atol=1e-4, rtol=1e-4)
 
@@ -350,3 +350,32 @@ def test_kv_reuse_is_a_local_generator_setting():
         )
     with pytest.raises(ValueError, match="kv_reuse"):
         PipelineSpec.model_validate({"generator": {"kv_reuse": "blocks"}})
+
+
+def test_recomputing_the_most_deviating_share_of_tokens(loaded):
+    plan = build_plan(context=5, prefix=9, passages=[(2, 20), (3, 15)], suffix=6)
+    store = PassageKVStore(1 << 24)
+    run(loaded, plan, store, recompute=0)
+    everything = run(loaded, plan, store, recompute=0, share=1.0)
+    logits, _ = full_forward(loaded, plan.ids)
+    torch.testing.assert_close(everything.logits, logits, atol=1e-4, rtol=1e-4)
+    assert everything.reused == 0
+    half = run(loaded, plan, store, recompute=0, share=0.5)
+    assert half.reused == 35 - round(0.5 * 35)
+
+
+def test_deviation_picks_the_tokens_whose_kv_is_most_off(loaded):
+    from ragkit.generation.passage_select import deviation_rows
+
+    plan = build_plan(context=5, prefix=4, passages=[(1, 30)], suffix=3)
+    store = PassageKVStore(1 << 24)
+    done = run(loaded, plan, store, recompute=0, share=1.0)  # a buffer as a full prefill has it
+    keys = torch.stack([layer.keys for layer in done.kv.layers])
+    values = torch.stack([layer.values for layer in done.kv.layers])
+    span = plan.passages[0]
+    candidates = list(range(span.body, span.end))
+    keys[1, 0, :, span.body + 7] += 5.0  # two tokens whose stored second-layer KV is off
+    values[1, 0, :, span.body + 21] -= 5.0
+    with torch.inference_mode():
+        chosen = deviation_rows(loaded, plan.ids, keys, values, candidates, 2)
+    assert chosen == [span.body + 7, span.body + 21]

@@ -241,6 +241,7 @@ class LocalGenerator(Generator):
     prefix_cache_bytes: int = Field(default=DEFAULT_PREFIX_CACHE_BYTES, ge=0)
     passage_cache_bytes: int = Field(default=DEFAULT_PASSAGE_CACHE_BYTES, ge=0)
     passage_recompute_tokens: int = Field(default=DEFAULT_PASSAGE_RECOMPUTE_TOKENS, ge=0)
+    passage_recompute_share: float = Field(default=0.0, ge=0.0, le=1.0)
     # A folder `ragkit kv warm` filled: passages missing from memory are read from it.
     passage_cache_dir: str | None = None
     prefill_block_tokens: int = Field(default=64, gt=0)
@@ -337,6 +338,7 @@ class LocalGenerator(Generator):
             f"{self.model}|{self.resolved_dtype}",
             self.passage_recompute_tokens,
             disk,
+            self.passage_recompute_share,
         )
 
     def precompute_passages(self, prompts: Seq[Prompt]) -> tuple[int, int]:

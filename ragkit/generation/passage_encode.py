@@ -27,6 +27,7 @@ class PassageReuse:
     model_tag: str
     recompute_tokens: int
     disk: PassageKVDisk | None = None
+    recompute_share: float = 0.0  # of the other placed tokens, those whose KV is most off
 
     def reusable(self, span: PassageSpan) -> bool:
         """Bodies no longer than the recomputed tokens are simply computed in place."""

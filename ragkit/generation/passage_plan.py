@@ -30,8 +30,11 @@ class PromptPlan:
     """A prompt's token ids split into the text before the passages (`[0, prefix_end)`), the
     passages, and the text after them (`[suffix_start, len(ids))`).
 
-    `context` is the chat template's opening (system message and the user turn's header): the
-    text every passage is encoded after when it is computed on its own.
+    `context` is the text every passage is encoded after when it is computed on its own: all
+    the text before the passages when it does not hold the question (the `prepend` layout), so
+    the first passage is encoded exactly as a full prefill would and the rest nearly so;
+    otherwise (the question comes before the passages, as in `append`) only the chat
+    template's opening, with the system message, so the stored KV serves every question.
     """
 
     ids: tuple[int, ...]
@@ -55,9 +58,10 @@ def plan_prompt(tokenizer: Any, rendered: str, prompt: Prompt) -> PromptPlan | N
     at = rendered.find(user)
     if at < 0:
         return None
-    context = encode(tokenizer, rendered[:at])
     ids = encode(tokenizer, rendered[:at] + prompt.prefix)
     prefix_end = len(ids)
+    shared = prompt.question not in prompt.prefix
+    context = ids[:] if shared else encode(tokenizer, rendered[:at])
     spans = []
     for segment in prompt.segments:
         start = len(ids)

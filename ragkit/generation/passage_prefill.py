@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ragkit.errors import ConfigError
-from ragkit.generation.kv_cache import PrefixKVCache
+from ragkit.generation.kv_cache import CacheHit, PrefixKVCache
 from ragkit.generation.passage_encode import PassageReuse, passage_entries
 from ragkit.generation.passage_plan import PromptPlan
+from ragkit.generation.passage_select import deviation_rows
+from ragkit.generation.passage_store import passage_key
 
 # Rotary variants whose angle is linear in the position, so a rotation by d moves a key by d.
 COMPOSABLE_ROPE = frozenset({"default", "linear", "llama3", "yarn"})
@@ -123,6 +125,13 @@ def prefill_passages(
     config = model.config
     ids, n, prefix_end = plan.ids, len(plan.ids), plan.prefix_end
     hit = prefix_cache.lookup(ids[:prefix_end]) if prefix_cache is not None else None
+    if plan.context == ids[:prefix_end]:  # the text before the passages is the stored context
+        context = reuse.store.get(passage_key(reuse.model_tag, (), plan.context), count=False)
+        if context is not None:
+            hit = CacheHit(
+                context.tokens,
+                tuple(zip(context.keys[:, None], context.values[:, None], strict=True)),
+            )
     layers = config.num_hidden_layers
     heads = config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -136,7 +145,8 @@ def prefill_passages(
             keys[layer, :, :, :start] = k
             values[layer, :, :, :start] = v
     rows = list(range(start, prefix_end))
-    reused = start
+    placed_rows: list[int] = []  # rows holding placed passage KV
+    stored_rows: set[int] = set()  # of those, the ones from the store (not computed just now)
     rotate = rotator_for(model)
     k_first = reuse.recompute_tokens
     for span, placed in zip(plan.passages, found.entries, strict=True):
@@ -147,9 +157,17 @@ def prefill_passages(
         keys[:, 0, :, span.body : span.end] = rotate(entry.keys, span.body - entry.base)
         values[:, 0, :, span.body : span.end] = entry.values
         rows += range(span.start, span.body + k_first)
-        if stored:  # a passage computed just now for this prompt was not reused
-            reused += entry.tokens - k_first
+        placed_rows += range(span.body + k_first, span.end)
+        if stored:
+            stored_rows.update(range(span.body + k_first, span.end))
     rows += range(plan.suffix_start, n)
+    if reuse.recompute_share > 0 and placed_rows:
+        count = round(reuse.recompute_share * len(placed_rows))
+        with torch.inference_mode():
+            chosen = deviation_rows(loaded, ids, keys, values, placed_rows, count)
+        rows = sorted(set(rows).union(chosen))
+        stored_rows.difference_update(chosen)
+    reused = start + len(stored_rows)
     logits = recompute_rows(loaded, ids, rows, keys, values, block, cancelled)
     if logits is None:
         return None
