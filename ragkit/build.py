@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from ragkit.chunking import TokenChunker
     from ragkit.ingest import Ingestor
+    from ragkit.prompting import PromptAssembler
 
 _lock = threading.RLock()
 _registry: dict[tuple[str, Any], Any] = {}
@@ -116,13 +117,25 @@ def ingestor(spec: PipelineSpec) -> Ingestor:
     return Ingestor(store=store(spec), embedder=embedder(spec), chunker=chunker(spec))
 
 
-def pipeline(spec: PipelineSpec) -> Runnable:
-    from ragkit.pipeline import RAGPipeline
+def prompt_assembler(spec: PipelineSpec) -> PromptAssembler:
     from ragkit.prompting import PromptAssembler
-    from ragkit.stages.factory import build_reranker, build_rewriter, wrap_iterate
 
     p = spec.prompt
-    assembler = PromptAssembler(layout=p.layout, system=p.system, instruction=p.instruction)
+    template = {} if p.passage_template is None else {"passage_template": p.passage_template}
+    return PromptAssembler(
+        layout=p.layout,
+        system=p.system,
+        instruction=p.instruction,
+        passage_order=p.passage_order,
+        **template,
+    )
+
+
+def pipeline(spec: PipelineSpec) -> Runnable:
+    from ragkit.pipeline import RAGPipeline
+    from ragkit.stages.factory import build_reranker, build_rewriter, wrap_iterate
+
+    assembler = prompt_assembler(spec)
     shared = parts(spec)
     search = retriever(spec)
     rewriter = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, field_validator
@@ -51,6 +51,9 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
     instruction: str | None = None
     passage_template: str = PASSAGE_TEMPLATE
     max_passage_chars: int = 2000
+    # `stable` numbers passages in document order (document id, then position) instead of
+    # rank: the same passages then always render as the same text, whatever their scores.
+    passage_order: Literal["rank", "stable"] = "rank"
 
     @field_validator("layout")
     @classmethod
@@ -62,13 +65,7 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
     @field_validator("passage_template")
     @classmethod
     def _template_fields(cls, value: str) -> str:
-        try:
-            value.format(number=1, name="n", source="s", text="t")
-        except (KeyError, IndexError) as exc:
-            raise ValueError(
-                f"passage_template may use {{number}}, {{name}}, {{source}}, {{text}}; got {exc}"
-            ) from exc
-        return value
+        return check_passage_template(value)
 
     def invoke(
         self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
@@ -142,7 +139,10 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
 
     def segments(self, retrieved: Sequence[Retrieved], start: int = 1) -> tuple[Segment, ...]:
         out = []
-        for number, hit in enumerate(_unique(retrieved), start=start):
+        hits = _unique(retrieved)
+        if self.passage_order == "stable":
+            hits.sort(key=lambda h: (h.chunk.doc_id, h.chunk.start, h.chunk.id))
+        for number, hit in enumerate(hits, start=start):
             chunk = hit.chunk
             fields = {
                 "name": Path(chunk.source.split("#")[0]).name,
@@ -155,6 +155,17 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
             body_start = len(rendered) - _common_suffix(rendered, other)
             out.append(Segment(number, chunk.id, chunk.doc_id, chunk.source, rendered, body_start))
         return tuple(out)
+
+
+def check_passage_template(value: str) -> str:
+    """`value` if it formats with the fields a passage offers, else a ValueError naming them."""
+    try:
+        value.format(number=1, name="n", source="s", text="t")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"passage_template may use {{number}}, {{name}}, {{source}}, {{text}}; got {exc}"
+        ) from exc
+    return value
 
 
 def cite(answer_text: str, segments: Sequence[Segment]) -> tuple[Citation, ...]:

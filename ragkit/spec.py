@@ -127,6 +127,17 @@ class PromptSpec(_Spec):
     layout: Literal["prepend", "append"] = "append"
     system: str | None = None
     instruction: str | None = None
+    # `stable`: passages in document order rather than rank, so prompts that retrieve the same
+    # passages share their token prefix (for a model server's prefix cache).
+    passage_order: Literal["rank", "stable"] = "rank"
+    passage_template: str | None = None  # {number}, {name}, {source}, {text}
+
+    @field_validator("passage_template")
+    @classmethod
+    def _template_fields(cls, value: str | None) -> str | None:
+        from ragkit.prompting import check_passage_template
+
+        return None if value is None else check_passage_template(value)
 
 
 class RewriteSpec(_Pluggable):

@@ -379,3 +379,26 @@ def test_deviation_picks_the_tokens_whose_kv_is_most_off(loaded):
     with torch.inference_mode():
         chosen = deviation_rows(loaded, plan.ids, keys, values, candidates, 2)
     assert chosen == [span.body + 7, span.body + 21]
+
+
+def test_stable_order_renders_the_same_passages_the_same_way():
+    from ragkit.spec import PipelineSpec
+
+    hits = [chunk(i, f"Passage {i}.") for i in (3, 1, 2)]
+    by_rank = PromptAssembler().segments(hits)
+    assert [s.chunk_id for s in by_rank] == ["c3", "c1", "c2"]
+    stable = PromptAssembler(passage_order="stable")
+    one = stable.assemble("First question?", hits, cue="A:")
+    other = stable.assemble("First question?", hits[::-1], cue="A:")
+    assert [s.chunk_id for s in one.segments] == ["c1", "c2", "c3"]
+    assert one.user_text == other.user_text
+    spec = PipelineSpec.model_validate(
+        {"prompt": {"passage_order": "stable", "passage_template": "<{number}> {text} # # "}}
+    )
+    from ragkit import build
+
+    assembler = build.prompt_assembler(spec)
+    assert assembler.passage_order == "stable"
+    assert assembler.segments(hits[:1])[0].text == "<1> Passage 3. # # "
+    with pytest.raises(ValueError, match="passage_template may use"):
+        PipelineSpec.model_validate({"prompt": {"passage_template": "{title}"}})

@@ -34,7 +34,6 @@ def warm_passages(
     the folder are skipped."""
     from ragkit import build
     from ragkit.generation.passage_disk import PassageKVDisk
-    from ragkit.prompting import PromptAssembler
 
     g = spec.generator
     if g.kind != "local":
@@ -51,8 +50,7 @@ def warm_passages(
     index = build.store(spec)
     index.require_chunks()
     chunks = index.get_chunks()[:limit]
-    p = spec.prompt
-    assembler = PromptAssembler(layout=p.layout, system=p.system, instruction=p.instruction)
+    assembler = build.prompt_assembler(spec)
     computed = present = 0
     for n, chunk in enumerate(chunks, start=1):
         now, before = generator.precompute_passages(
