@@ -17,6 +17,7 @@ from ragkit.spec import EmbedderSpec, GeneratorSpec, PipelineSpec, StoreSpec, lo
 if TYPE_CHECKING:
     from ragkit.chunking import TokenChunker
     from ragkit.ingest import Ingestor
+    from ragkit.prompting import PromptAssembler
 
 _lock = threading.RLock()
 _registry: dict[tuple[str, Any], Any] = {}
@@ -114,10 +115,23 @@ def ingestor(spec: PipelineSpec) -> Ingestor:
     return Ingestor(store=store(spec), embedder=embedder(spec), chunker=chunker(spec))
 
 
+def prompt_assembler(spec: PipelineSpec) -> PromptAssembler:
+    from ragkit.prompting import PromptAssembler
+
+    p = spec.prompt
+    template = {} if p.passage_template is None else {"passage_template": p.passage_template}
+    return PromptAssembler(
+        layout=p.layout,
+        system=p.system,
+        instruction=p.instruction,
+        passage_order=p.passage_order,
+        **template,
+    )
+
+
 def pipeline(spec: PipelineSpec) -> Pipeline:
     """The spec's pipeline: a `RAGPipeline`, wrapped in Iter-RetGen when `iterate` is set."""
     from ragkit.pipeline import RAGPipeline
-    from ragkit.prompting import PromptAssembler
     from ragkit.stages.factory import (
         build_compressor,
         build_expander,
@@ -126,8 +140,7 @@ def pipeline(spec: PipelineSpec) -> Pipeline:
         wrap_iterate,
     )
 
-    p = spec.prompt
-    assembler = PromptAssembler(layout=p.layout, system=p.system, instruction=p.instruction)
+    assembler = prompt_assembler(spec)
     shared = parts(spec)
     search = retriever(spec)
     rewriter = None

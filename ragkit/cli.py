@@ -202,6 +202,39 @@ def query(
             print_answer(answer, reference=item.get("answer"), shown=shown)
 
 
+kv_app = typer.Typer(
+    help="Passage KV of the local generator (for generator.kv_reuse: passages).",
+    no_args_is_help=True,
+)
+app.add_typer(kv_app, name="kv")
+
+
+@kv_app.command("warm")
+@_one_line_errors
+def kv_warm(
+    pipeline: PipelineOpt = "naive",
+    store: StoreOpt = None,
+    collection: CollectionOpt = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", help="Folder for the KV files (default: generator.passage_cache_dir)."
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most N chunks.")] = None,
+) -> None:
+    """Compute the KV of the index's passages ahead of time; a generator with kv_reuse:
+    passages and the same passage_cache_dir reads them instead of computing them."""
+    from ragkit.generation.passage_warm import warm_passages
+
+    spec = _spec(pipeline, store, collection)
+    report = warm_passages(spec, directory, limit, progress=sys.stderr.isatty())
+    typer.echo(
+        f"{report.directory}: {report.chunks} chunks, {report.computed} passages computed, "
+        f"{report.present} already there; {report.files} files, {report.bytes / 2**20:.1f} MiB"
+    )
+
+
 @app.command()
 @_one_line_errors
 def info(

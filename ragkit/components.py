@@ -43,6 +43,10 @@ def _local(spec: Any, parts: Parts) -> Any:
         max_new_tokens=spec.max_new_tokens,
         temperature=spec.temperature,
         prefix_cache_bytes=spec.prefix_cache_mb * 2**20,
+        kv_reuse=spec.kv_reuse,
+        passage_cache_bytes=spec.passage_cache_mb * 2**20,
+        passage_recompute_tokens=spec.passage_recompute_tokens,
+        passage_cache_dir=spec.passage_cache_dir,
         **_concurrency(spec),
     )
 

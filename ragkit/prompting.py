@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, field_validator
@@ -39,7 +39,9 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
     "instruction"?}` so it composes after a retriever in a runnable map.
 
     Passages render deterministically (the same chunk gives the same text), which is what lets a
-    generator reuse the KV cache of a prompt whose passages it has seen before.
+    generator reuse the KV cache of a prompt whose passages it has seen before; each segment
+    also marks where the part that does not depend on its number begins, so a generator can
+    reuse a passage's KV at whatever rank it comes back.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -49,6 +51,9 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
     instruction: str | None = None
     passage_template: str = PASSAGE_TEMPLATE
     max_passage_chars: int = 2000
+    # `stable` numbers passages in document order (document id, then position) instead of
+    # rank: the same passages then always render as the same text, whatever their scores.
+    passage_order: Literal["rank", "stable"] = "rank"
 
     @field_validator("layout")
     @classmethod
@@ -60,13 +65,7 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
     @field_validator("passage_template")
     @classmethod
     def _template_fields(cls, value: str) -> str:
-        try:
-            value.format(number=1, name="n", source="s", text="t")
-        except (KeyError, IndexError) as exc:
-            raise ValueError(
-                f"passage_template may use {{number}}, {{name}}, {{source}}, {{text}}; got {exc}"
-            ) from exc
-        return value
+        return check_passage_template(value)
 
     def invoke(
         self, input: dict[str, Any], config: RunnableConfig | None = None, **kwargs: Any
@@ -114,6 +113,12 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
             suffix = f"{q_label}: {question}\n{answer_cue}"
         return Prompt(system, prefix, segments, suffix, question, self.layout)
 
+    def passage_prompt(self, hit: Retrieved) -> Prompt:
+        """A prompt holding one passage, framed as a question in the passage's language would
+        frame it (the system message follows the language), for computing its KV ahead of
+        time; not for generating from."""
+        return self.assemble(hit.chunk.text, [hit])
+
     def extend(self, prompt: Prompt, retrieved: Sequence[Retrieved]) -> Prompt:
         """Add newly found passages after the ones already in `prompt`, keeping their numbers.
 
@@ -134,17 +139,33 @@ class PromptAssembler(RunnableSerializable[dict[str, Any], Prompt]):
 
     def segments(self, retrieved: Sequence[Retrieved], start: int = 1) -> tuple[Segment, ...]:
         out = []
-        for number, hit in enumerate(_unique(retrieved), start=start):
+        hits = _unique(retrieved)
+        if self.passage_order == "stable":
+            hits.sort(key=lambda h: (h.chunk.doc_id, h.chunk.start, h.chunk.id))
+        for number, hit in enumerate(hits, start=start):
             chunk = hit.chunk
-            text = chunk.text.strip()[: self.max_passage_chars]
-            rendered = self.passage_template.format(
-                number=number,
-                name=Path(chunk.source.split("#")[0]).name,
-                source=chunk.source,
-                text=text,
-            )
-            out.append(Segment(number, chunk.id, chunk.doc_id, chunk.source, rendered))
+            fields = {
+                "name": Path(chunk.source.split("#")[0]).name,
+                "source": chunk.source,
+                "text": chunk.text.strip()[: self.max_passage_chars],
+            }
+            rendered = self.passage_template.format(number=number, **fields)
+            # n and n + 1 differ in their last digit, so the shared tail starts after the number.
+            other = self.passage_template.format(number=number + 1, **fields)
+            body_start = len(rendered) - _common_suffix(rendered, other)
+            out.append(Segment(number, chunk.id, chunk.doc_id, chunk.source, rendered, body_start))
         return tuple(out)
+
+
+def check_passage_template(value: str) -> str:
+    """`value` if it formats with the fields a passage offers, else a ValueError naming them."""
+    try:
+        value.format(number=1, name="n", source="s", text="t")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(
+            f"passage_template may use {{number}}, {{name}}, {{source}}, {{text}}; got {exc}"
+        ) from exc
+    return value
 
 
 def cite(answer_text: str, segments: Sequence[Segment]) -> tuple[Citation, ...]:
@@ -159,6 +180,13 @@ def cite(answer_text: str, segments: Sequence[Segment]) -> tuple[Citation, ...]:
             if seg is not None and number not in found:
                 found[number] = Citation(number, seg.chunk_id, seg.doc_id, seg.source)
     return tuple(found.values())
+
+
+def _common_suffix(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
 
 
 def _unique(retrieved: Sequence[Retrieved]) -> list[Retrieved]:

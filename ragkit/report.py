@@ -89,6 +89,9 @@ def answer_record(answer: Answer, item: dict[str, Any] | None = None) -> dict[st
             "completion_tokens": u.completion_tokens,
             "time_to_first_token_s": u.time_to_first_token_s,
             "total_time_s": u.total_time_s,
+            "passage_hits": u.passage_hits,
+            "passage_misses": u.passage_misses,
+            "passage_evictions": u.passage_evictions,
         },
     }
 

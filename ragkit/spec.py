@@ -130,6 +130,12 @@ class GeneratorSpec(_Pluggable):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     timeout_s: float = Field(120.0, gt=0)
     prefix_cache_mb: int = Field(512, ge=0)
+    # Local generator: `prefix` reuses an exact cached prompt prefix; `passages` also reuses
+    # each passage's KV wherever it lands (docs/generation-and-kv-reuse.md); `off` neither.
+    kv_reuse: Literal["passages", "prefix", "off"] = "prefix"
+    passage_cache_mb: int = Field(1024, ge=0)
+    passage_recompute_tokens: int = Field(16, ge=0, le=4096)
+    passage_cache_dir: str | None = None  # passage KV computed ahead by `ragkit kv warm`
     # Requests served at once; unset, the backend's own default (a model server takes many).
     max_concurrency: int | None = Field(None, gt=0, le=10_000)
 
@@ -144,11 +150,32 @@ class GeneratorSpec(_Pluggable):
             raise SettingError("model", None, "required when generator.kind is 'vllm'")
         return self
 
+    @model_validator(mode="after")
+    def _passages_are_local(self) -> GeneratorSpec:
+        if (self.kv_reuse != "prefix" or self.passage_cache_dir) and self.kind != "local":
+            raise ValueError(
+                "kv_reuse and passage_cache_dir are settings of the local generator; with "
+                f"kind {self.kind!r} the model server keeps its own cache "
+                "(see docs/generation-and-kv-reuse.md)"
+            )
+        return self
+
 
 class PromptSpec(_Spec):
     layout: Literal["prepend", "append"] = "append"
     system: str | None = None
     instruction: str | None = None
+    # `stable`: passages in document order rather than rank, so prompts that retrieve the same
+    # passages share their token prefix (for a model server's prefix cache).
+    passage_order: Literal["rank", "stable"] = "rank"
+    passage_template: str | None = None  # {number}, {name}, {source}, {text}
+
+    @field_validator("passage_template")
+    @classmethod
+    def _template_fields(cls, value: str | None) -> str | None:
+        from ragkit.prompting import check_passage_template
+
+        return None if value is None else check_passage_template(value)
 
 
 class RewriteSpec(_Pluggable):

@@ -63,13 +63,18 @@ class Query:
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """One passage as the generator sees it: its citation number and its rendered text."""
+    """One passage as the generator sees it: its citation number and its rendered text.
+
+    `text[body_start:]` is the part that does not depend on `number` (the assembler renders the
+    number first), so a generator can reuse that part's KV wherever the passage is placed.
+    """
 
     number: int
     chunk_id: str
     doc_id: str
     source: str
     text: str
+    body_start: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +113,18 @@ class Prompt:
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Token and time accounting for one generation; `cached_prompt_tokens` were reused from a
-    KV cache, not computed."""
+    KV cache (a prompt prefix or stored passages), not computed. The `passage_*` counts are the
+    passage KV store's lookups for this generation: passages found, passages computed and
+    stored, and stored passages evicted to make room."""
 
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     completion_tokens: int = 0
     time_to_first_token_s: float = 0.0
     total_time_s: float = 0.0
+    passage_hits: int = 0
+    passage_misses: int = 0
+    passage_evictions: int = 0
 
     @property
     def computed_prompt_tokens(self) -> int:

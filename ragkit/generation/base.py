@@ -58,16 +58,24 @@ def build_usage(
     started: float,
     first_token_at: float | None,
     finished: float,
+    passage_counts: tuple[int, int, int] = (0, 0, 0),
 ) -> Usage:
-    """Usage from raw counts and `time.perf_counter()` stamps; the one place Usage is built."""
+    """Usage from raw counts and `time.perf_counter()` stamps; the one place Usage is built.
+
+    `passage_counts` are the passage KV store's hits, misses and evictions for this generation.
+    """
     if first_token_at is None:
         first_token_at = finished
+    hits, misses, evictions = passage_counts
     return Usage(
         prompt_tokens=prompt_tokens,
         cached_prompt_tokens=min(cached_prompt_tokens, prompt_tokens),
         completion_tokens=completion_tokens,
         time_to_first_token_s=max(0.0, first_token_at - started),
         total_time_s=max(0.0, finished - started),
+        passage_hits=hits,
+        passage_misses=misses,
+        passage_evictions=evictions,
     )
 
 

@@ -18,6 +18,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,9 +26,13 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator
 
 from ragkit.errors import ConfigError, InputError
-from ragkit.generation.base import GenerationParams, Generator, drain
+from ragkit.generation.base import GenerationParams, Generator, drain, to_prompt
 from ragkit.generation.cancel import current_event
 from ragkit.generation.kv_cache import PrefixKVCache
+from ragkit.generation.passage_disk import PassageKVDisk
+from ragkit.generation.passage_encode import PassageReuse, precompute
+from ragkit.generation.passage_plan import PromptPlan, plan_prompt
+from ragkit.generation.passage_store import PassageKVStore
 from ragkit.generation.ragged import enable_ragged_decode
 from ragkit.generation.scheduler import Scheduler, Sequence
 from ragkit.models import cache_dir, is_packaged_generator, packaged_gguf
@@ -35,6 +40,9 @@ from ragkit.terminal import library_progress_bars
 from ragkit.types import Answer, AnswerChunk, Prompt
 
 DEFAULT_PREFIX_CACHE_BYTES = 512 * 1024 * 1024
+DEFAULT_PASSAGE_CACHE_BYTES = 1024 * 1024 * 1024
+DEFAULT_PASSAGE_RECOMPUTE_TOKENS = 16
+KVReuse = Literal["passages", "prefix", "off"]
 DEFAULT_MAX_BATCH_SIZE = 8
 # Prompt plus new tokens of all sequences decoding at once: bounds the batch's KV memory.
 DEFAULT_MAX_BATCH_TOKENS = 16384
@@ -230,12 +238,21 @@ class LocalGenerator(Generator):
 
     model: str = "packaged"
     dtype: Literal["auto", "bfloat16", "float32", "int8"] = "auto"
+    # `prefix`: exact reuse of a cached prompt prefix; `passages`: also reuse each passage's KV
+    # wherever it lands (approximate, see passage_prefill); `off`: compute every prompt whole.
+    kv_reuse: KVReuse = "prefix"
     prefix_cache_bytes: int = Field(default=DEFAULT_PREFIX_CACHE_BYTES, ge=0)
+    passage_cache_bytes: int = Field(default=DEFAULT_PASSAGE_CACHE_BYTES, ge=0)
+    passage_recompute_tokens: int = Field(default=DEFAULT_PASSAGE_RECOMPUTE_TOKENS, ge=0)
+    passage_recompute_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    # A folder `ragkit kv warm` filled: passages missing from memory are read from it.
+    passage_cache_dir: str | None = None
     prefill_block_tokens: int = Field(default=64, gt=0)
     max_batch_size: int = Field(default=DEFAULT_MAX_BATCH_SIZE, gt=0)
     max_batch_tokens: int = Field(default=DEFAULT_MAX_BATCH_TOKENS, gt=0)
 
     _cache: PrefixKVCache | None = PrivateAttr(default=None)
+    _passages: PassageKVStore | None = PrivateAttr(default=None)
 
     @field_validator("model")
     @classmethod
@@ -247,12 +264,19 @@ class LocalGenerator(Generator):
     def model_post_init(self, context: Any) -> None:
         if "max_concurrency" not in self.model_fields_set:
             self.max_concurrency = self.max_batch_size
-        if self.prefix_cache_bytes > 0:
+        if self.kv_reuse != "off" and self.prefix_cache_bytes > 0:
             self._cache = PrefixKVCache(self.prefix_cache_bytes, self.prefill_block_tokens)
+        if self.kv_reuse == "passages":
+            self._passages = PassageKVStore(self.passage_cache_bytes)
 
     @property
     def prefix_cache(self) -> PrefixKVCache | None:
         return self._cache
+
+    @property
+    def passage_store(self) -> PassageKVStore | None:
+        """The passage KV store (with `kv_reuse: passages`), else None."""
+        return self._passages
 
     @property
     def resolved_dtype(self) -> str:
@@ -268,35 +292,80 @@ class LocalGenerator(Generator):
 
     def token_ids(self, prompt: Prompt | str) -> list[int]:
         """The prompt's token ids exactly as generation feeds them to the model."""
-        return list(
-            self.loaded().tokenizer(self.render(prompt), add_special_tokens=False).input_ids
-        )
+        ids, _ = self._tokenize(to_prompt(prompt))
+        return ids
+
+    def _tokenize(self, prompt: Prompt) -> tuple[list[int], PromptPlan | None]:
+        """Token ids, and where the passages lie in them when they are reused by passage (then
+        the ids are the pieces tokenized apart, so a passage has the same ids everywhere)."""
+        tokenizer = self.loaded().tokenizer
+        rendered = self.render(prompt)
+        if self._passages is not None:
+            plan = plan_prompt(tokenizer, rendered, prompt)
+            if plan is not None:
+                return list(plan.ids), plan
+        return list(tokenizer(rendered, add_special_tokens=False).input_ids), None
 
     def _stream_one(self, prompt: Prompt, params: GenerationParams) -> Iterator[AnswerChunk]:
         # Submitted on the first `next`, in the consuming thread, whose cancellation it takes.
-        yield from self._submit(self._checked_ids(prompt, params), params).chunks()
+        yield from self._submit(*self._checked_ids(prompt, params), params).chunks()
 
     def _batch(self, prompts: list[Prompt], params: GenerationParams) -> list[Answer]:
         """Submit every prompt before waiting on any, so they decode together."""
-        ids = [self._checked_ids(p, params) for p in prompts]
-        seqs = [self._submit(i, params) for i in ids]
+        prepared = [self._checked_ids(p, params) for p in prompts]
+        seqs = [self._submit(ids, plan, params) for ids, plan in prepared]
         try:
             return [drain(seq.chunks()) for seq in seqs]
         finally:
             for seq in seqs:
                 seq.close()
 
-    def _checked_ids(self, prompt: Prompt, params: GenerationParams) -> list[int]:
-        ids = self.token_ids(prompt)
+    def _checked_ids(
+        self, prompt: Prompt, params: GenerationParams
+    ) -> tuple[list[int], PromptPlan | None]:
+        ids, plan = self._tokenize(prompt)
         limit = self.loaded().model.config.max_position_embeddings
         if len(ids) + params.max_new_tokens > limit:
             raise InputError(
                 f"prompt of {len(ids)} tokens plus max_new_tokens={params.max_new_tokens} "
                 f"exceeds the model's context of {limit} tokens"
             )
-        return ids
+        return ids, plan
 
-    def _submit(self, ids: list[int], params: GenerationParams) -> Sequence:
+    def _reuse(self) -> PassageReuse | None:
+        if self._passages is None:
+            return None
+        disk = PassageKVDisk(self.passage_cache_dir) if self.passage_cache_dir else None
+        return PassageReuse(
+            self._passages,
+            f"{self.model}|{self.resolved_dtype}",
+            self.passage_recompute_tokens,
+            disk,
+            self.passage_recompute_share,
+        )
+
+    def precompute_passages(self, prompts: Seq[Prompt]) -> tuple[int, int]:
+        """Compute and store every passage of `prompts` now (and write it to
+        `passage_cache_dir` when set), so later prompts find them; returns (computed, found
+        already). Needs `kv_reuse: passages`."""
+        import torch
+
+        reuse = self._reuse()
+        if reuse is None:
+            raise ConfigError("precomputing passages needs kv_reuse 'passages'")
+        computed = present = 0
+        for prompt in prompts:
+            _, plan = self._tokenize(to_prompt(prompt))
+            if plan is None:
+                continue
+            with torch.inference_mode():
+                now, before = precompute(self.loaded(), plan, reuse, self.prefill_block_tokens)
+            computed, present = computed + now, present + before
+        return computed, present
+
+    def _submit(
+        self, ids: list[int], plan: PromptPlan | None, params: GenerationParams
+    ) -> Sequence:
         seq = Sequence(
             ids=ids,
             params=params,
@@ -304,5 +373,7 @@ class LocalGenerator(Generator):
             block_tokens=self.prefill_block_tokens,
             max_batch_size=self.max_batch_size,
             caller_event=current_event(),
+            plan=plan,
+            passage_reuse=self._reuse() if plan is not None else None,
         )
         return self.loaded().scheduler(self.max_batch_tokens).submit(seq)

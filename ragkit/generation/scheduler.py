@@ -29,6 +29,9 @@ from typing import Any
 
 from ragkit.generation.base import GenerationParams, StopScanner, build_usage
 from ragkit.generation.kv_cache import PrefixKVCache
+from ragkit.generation.passage_encode import PassageReuse
+from ragkit.generation.passage_plan import PromptPlan
+from ragkit.generation.passage_prefill import prefill_passages
 from ragkit.generation.ragged import decode_step
 from ragkit.types import Answer, AnswerChunk
 
@@ -50,12 +53,16 @@ class Sequence:
     block_tokens: int
     max_batch_size: int
     caller_event: threading.Event | None = None
+    # Set together when the prompt's passages are prefilled from the passage KV store.
+    plan: PromptPlan | None = None
+    passage_reuse: PassageReuse | None = None
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     closed: threading.Event = field(default_factory=threading.Event)
     # decoding state, touched only by the scheduler thread
     started: float = field(default_factory=time.perf_counter)
     kv: Any = None
     reused: int = 0
+    passage_counts: tuple[int, int, int] = (0, 0, 0)  # hits, misses, evictions
     first_token_at: float | None = None
     generated: list[int] = field(default_factory=list)
     text: str = ""
@@ -186,12 +193,37 @@ class Scheduler:
     def _start(self, seq: Sequence) -> None:
         """Prefill a newcomer and take its first token; it joins the batch unless done."""
         import torch
-        from transformers import DynamicCache
 
-        model = self.loaded.model
         seq.scanner = StopScanner(seq.params.stop)
         if seq.params.temperature > 0:
             seq.sampler = torch.Generator().manual_seed(seq.params.seed)
+        if seq.plan is not None and seq.passage_reuse is not None:
+            done = prefill_passages(
+                self.loaded,
+                seq.plan,
+                seq.passage_reuse,
+                seq.prefix_cache,
+                seq.block_tokens,
+                seq.cancelled,
+            )
+            logits = None if done is None else done.logits
+            if done is not None:
+                seq.kv, seq.reused = done.kv, done.reused
+                seq.passage_counts = (done.hits, done.misses, done.evictions)
+        else:
+            logits = self._prefill(seq)
+        if logits is None:
+            seq.out.put(GenerationCancelled("generation cancelled during prefill"))
+            return
+        self._active.append(seq)
+        self._accept(seq, logits)
+
+    def _prefill(self, seq: Sequence) -> Any:
+        """Prefill in aligned blocks through the exact prefix cache; None when cancelled."""
+        import torch
+        from transformers import DynamicCache
+
+        model = self.loaded.model
         hit = seq.prefix_cache.lookup(seq.ids) if seq.prefix_cache is not None else None
         seq.reused = hit.tokens if hit is not None else 0
         seq.kv = DynamicCache(hit.layers if hit is not None else None, config=model.config)
@@ -199,16 +231,14 @@ class Scheduler:
         block = seq.block_tokens
         for lo in range(seq.reused, len(seq.ids), block):
             if seq.cancelled() or self._closed:
-                seq.out.put(GenerationCancelled("generation cancelled during prefill"))
-                return
+                return None
             chunk = torch.tensor([seq.ids[lo : min(lo + block, len(seq.ids))]])
             with self.loaded.lock:
                 out = model(input_ids=chunk, cache=seq.kv, use_cache=True, logits_to_keep=1)
             logits = out.logits[0, -1]
         if seq.prefix_cache is not None:
             seq.prefix_cache.put(seq.ids, [(layer.keys, layer.values) for layer in seq.kv.layers])
-        self._active.append(seq)
-        self._accept(seq, logits)
+        return logits
 
     def _step(self) -> None:
         import torch
@@ -265,6 +295,7 @@ class Scheduler:
             prompt_tokens=len(seq.ids),
             cached_prompt_tokens=seq.reused,
             completion_tokens=len(seq.generated),
+            passage_counts=seq.passage_counts,
             started=seq.started,
             first_token_at=seq.first_token_at,
             finished=time.perf_counter(),

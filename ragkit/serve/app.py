@@ -104,6 +104,9 @@ def create_app(
             )
             metrics.set_gate(name, 0, 0)
             metrics.set_gauge("ragkit_max_concurrency", capacity, {"generator": name})
+            store = getattr(rag.generator, "passage_store", None)
+            if store is not None:
+                metrics.watch_passage_store(name, store)
             drain.gates.append(gates[key])
     names = {name: SourceNames.for_pipeline(rag) for name, rag in pipelines.items()}
     counters: dict[int, Callable[[str], int]] = {}

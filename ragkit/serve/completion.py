@@ -98,6 +98,7 @@ class CompletionRun:
     def _finish(self, answer: Answer) -> tuple[list[Source], CompletionUsage, str]:
         u = answer.usage
         self.metrics.record_usage(u.prompt_tokens, u.cached_prompt_tokens, u.completion_tokens)
+        self.metrics.record_passages(u.passage_hits, u.passage_misses, u.passage_evictions)
         usage = CompletionUsage(
             prompt_tokens=u.prompt_tokens,
             completion_tokens=u.completion_tokens,

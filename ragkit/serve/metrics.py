@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -36,6 +37,15 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("ragkit_prompt_tokens", "counter", "Prompt tokens of finished chat completions.", ()),
     ("ragkit_cached_prompt_tokens", "counter", "Prompt tokens reused from the KV cache.", ()),
     ("ragkit_completion_tokens", "counter", "Generated tokens of finished chat completions.", ()),
+    ("ragkit_passage_kv_hits", "counter", "Passages whose KV came from the passage store.", ()),
+    ("ragkit_passage_kv_misses", "counter",
+     "Passages computed and stored because the passage store lacked them.", ()),
+    ("ragkit_passage_kv_evictions", "counter",
+     "Passage store entries evicted to stay within its byte budget.", ()),
+    ("ragkit_passage_kv_bytes", "gauge", "Bytes held by a generator's passage store.",
+     ("generator",)),
+    ("ragkit_passage_kv_entries", "gauge", "Entries held by a generator's passage store.",
+     ("generator",)),
     ("ragkit_client_disconnects", "counter", "Generations stopped because the client left.", ()),
     ("ragkit_stream_errors", "counter", "Streams that ended with an error event, by status.",
      ("status",)),
@@ -110,6 +120,22 @@ class ServerMetrics:
         self.inc("ragkit_prompt_tokens_total", value=prompt)
         self.inc("ragkit_cached_prompt_tokens_total", value=cached)
         self.inc("ragkit_completion_tokens_total", value=completion)
+
+    def record_passages(self, hits: int, misses: int, evictions: int) -> None:
+        """One generation's passage store lookups (all zero unless it reuses passages)."""
+        self.inc("ragkit_passage_kv_hits_total", value=hits)
+        self.inc("ragkit_passage_kv_misses_total", value=misses)
+        self.inc("ragkit_passage_kv_evictions_total", value=evictions)
+
+    def watch_passage_store(self, generator: str, store: Any) -> None:
+        """Report `store`'s size at every scrape (read when `/metrics` renders)."""
+        labels = {"generator": generator}
+        self._get("ragkit_passage_kv_bytes", labels).set_function(  # type: ignore[union-attr]
+            lambda: float(store.total_bytes)
+        )
+        self._get("ragkit_passage_kv_entries", labels).set_function(  # type: ignore[union-attr]
+            lambda: float(len(store))
+        )
 
     def set_gate(self, generator: str, running: int, waiting: int) -> None:
         """In-flight and queued requests of one generator, as its gate reports them."""

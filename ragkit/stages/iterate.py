@@ -200,4 +200,7 @@ def _total(answers: Sequence[Answer]) -> Usage:
         completion_tokens=sum(u.completion_tokens for u in usages),
         time_to_first_token_s=earlier + usages[-1].time_to_first_token_s,
         total_time_s=sum(u.total_time_s for u in usages),
+        passage_hits=sum(u.passage_hits for u in usages),
+        passage_misses=sum(u.passage_misses for u in usages),
+        passage_evictions=sum(u.passage_evictions for u in usages),
     )
