@@ -91,6 +91,9 @@ def test_questeval_pass_scores_caches_and_skips_what_it_cannot_score(tmp_path):
     fresh = scripted_judge(JudgeCache(tmp_path / "cache.sqlite"))
     assert run_questeval(records, by_id, fresh, tmp_path) == results
     assert fresh.calls == 0  # recomputed, but every reply came from the cache
+    other = run_questeval(records, by_id, fresh, tmp_path, max_questions=1)
+    assert len(other) == 2 * len(results)  # another setup is scored anew, not reused
+    assert len({r["setup"] for r in other}) == 2
 
 
 def test_merge_adds_this_judges_scores_and_notes_only():

@@ -61,10 +61,19 @@ class Judge:
     """A generator with a name and a cache: `invoke`/`batch` take Prompts and return strings,
     the shape `RAGQuestEval` expects. Only prompts not in the cache reach the generator."""
 
-    def __init__(self, generator: Any, name: str, cache: JudgeCache | None = None) -> None:
+    def __init__(
+        self,
+        generator: Any,
+        name: str,
+        cache: JudgeCache | None = None,
+        *,
+        writes_questions: bool = True,
+    ) -> None:
         self.generator = generator
         self._name = name
         self.cache = cache
+        # A judge too small to write questions (the packaged model) only answers cloze ones.
+        self.writes_questions = writes_questions
         self.calls = 0  # prompts sent to the generator (cache misses)
         self.failures = 0
         self.last_error = ""
@@ -149,7 +158,7 @@ def make_judge(
         from ragkit.generation.local import LocalGenerator
 
         generator = LocalGenerator(max_new_tokens=QUESTION_TOKENS, temperature=0.0)
-        return Judge(generator, f"packaged {GGUF_FILE_NAME} (local)", cache)
+        return Judge(generator, f"packaged {GGUF_FILE_NAME} (local)", cache, writes_questions=False)
     from ragkit.generation.openai_compat import OpenAICompatibleGenerator
 
     generator = OpenAICompatibleGenerator(

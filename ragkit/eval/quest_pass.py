@@ -56,9 +56,13 @@ def run_questeval(
     """Score every record the file has no result for under this judge; returns all results."""
     path = run_dir / FILE
     done = read_records(path, required=("pipeline", "item_id", "judge"))
-    name = judge.name
-    have = {(r["pipeline"], r["item_id"]) for r in done if r["judge"] == name}
-    quest = RAGQuestEval(judge, max_questions=max_questions, answer_kwargs=ANSWER_KWARGS)
+    quest = questeval_for(judge, max_questions)
+    name, setup = judge.name, quest.setup()
+    have = {
+        (r["pipeline"], r["item_id"])
+        for r in done
+        if r["judge"] == name and r.get("setup") == setup
+    }
     with path.open("a", encoding="utf-8") as out:
         for record in records:
             key = (record["pipeline"], record["item_id"])
@@ -69,6 +73,7 @@ def run_questeval(
                 "pipeline": key[0],
                 "item_id": key[1],
                 "judge": name,
+                "setup": setup,
                 **quest_record(quest, item, str(record.get("output", ""))),
             }
             out.write(json.dumps(result, ensure_ascii=False) + "\n")
@@ -78,11 +83,29 @@ def run_questeval(
     return done
 
 
+def questeval_for(judge: Judge, max_questions: int = 5) -> RAGQuestEval:
+    """RAGQuestEval with this judge: it writes the questions if it can, else cloze ones."""
+    return RAGQuestEval(
+        judge,
+        max_questions=max_questions,
+        answer_kwargs=ANSWER_KWARGS,
+        questions_by="judge" if judge.writes_questions else "cloze",
+    )
+
+
 def merge(
-    records: Iterable[Mapping[str, Any]], results: Iterable[Mapping[str, Any]], judge: str
+    records: Iterable[Mapping[str, Any]],
+    results: Iterable[Mapping[str, Any]],
+    judge: str,
+    setup: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Records with this judge's QuestEval scores and notes added (copies; inputs unchanged)."""
-    by_key = {(r["pipeline"], r["item_id"]): r for r in results if r.get("judge") == judge}
+    """Records with the QuestEval scores and notes of this judge (and setup, when given)
+    added; copies, the inputs are unchanged."""
+    by_key = {
+        (r["pipeline"], r["item_id"]): r
+        for r in results
+        if r.get("judge") == judge and (setup is None or r.get("setup") == setup)
+    }
     out = []
     for record in records:
         merged = {**record, "scores": dict(record.get("scores", {}))}

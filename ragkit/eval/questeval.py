@@ -8,12 +8,15 @@ normalisation)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from ragkit.eval.cloze import cloze_questions
 from ragkit.eval.metrics import UNANSWERABLE, crud_questeval, token_f1
 from ragkit.text import is_cjk
 from ragkit.types import Prompt
@@ -162,6 +165,7 @@ class RAGQuestEval:
         *,
         max_questions: int = 5,
         answer_kwargs: Mapping[str, Any] | None = None,
+        questions_by: Literal["judge", "cloze"] = "judge",
     ) -> None:
         if isinstance(max_questions, bool) or not isinstance(max_questions, int):
             raise ValueError(f"max_questions must be an integer, but got {max_questions!r}")
@@ -172,9 +176,22 @@ class RAGQuestEval:
                 "generator must be a Runnable with invoke and batch, "
                 f"got {type(generator).__name__}"
             )
+        if questions_by not in ("judge", "cloze"):
+            raise ValueError(f"questions_by must be 'judge' or 'cloze', got {questions_by!r}")
         self.generator = generator
         self.max_questions = max_questions
         self.answer_kwargs = dict(answer_kwargs or {})
+        self.questions_by = questions_by
+
+    def setup(self) -> str:
+        """A digest of everything besides the judge that shapes a score (prompts, question
+        source and count, answer settings): results under another setup are not reused."""
+        blob = json.dumps(
+            [_PROMPTS, self.questions_by, self.max_questions, self.answer_kwargs],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
     @staticmethod
     def _language(text: str) -> str:
@@ -224,8 +241,9 @@ class RAGQuestEval:
         """RAGQuestEval of `output` against `reference`.
 
         With `questions` and `answers` given (such as CRUD-RAG's precomputed factoid file) only
-        the output is read; otherwise questions are generated from the reference and both texts
-        answer them in the same batch call.
+        the output is read. Otherwise the judge writes questions about the reference and both
+        texts answer them in the same batch call, or with `questions_by="cloze"` the reference's
+        key facts are blanked out by rule (`ragkit.eval.cloze`) and only the output answers.
         """
         if answers is not None and questions is None:
             raise ValueError("answers were given without questions")
@@ -234,7 +252,10 @@ class RAGQuestEval:
                 f"questions and answers differ in length: {len(questions)} != {len(answers)}"
             )
         lang = self._language(reference)
-        if questions is None:
+        if questions is None and self.questions_by == "cloze":
+            pairs = cloze_questions(reference, self.max_questions)
+            questions, answers = [q for q, _ in pairs], [a for _, a in pairs]
+        elif questions is None:
             questions = self.generate_questions(reference)
         questions = list(questions)
         if answers is not None:

@@ -226,10 +226,20 @@ class EvalRunner:
             notes.append(f"embedding similarity by {', '.join(models)}")
         judge = getattr(self, "judge", None)
         if judge is not None:
-            mine = merge(mine, quest, judge.name)
+            from ragkit.eval.quest_pass import questeval_for
+
+            mine = merge(mine, quest, judge.name, questeval_for(judge).setup())
+            wrote = (
+                "wrote and answered the questions"
+                if judge.writes_questions
+                else (
+                    "answered them; questions without shipped ones are cloze questions on the "
+                    "reference's key facts"
+                )
+            )
             notes.append(
-                f"RAGQuestEval judge: {judge.name} (it wrote and answered the questions; "
-                f"{judge.calls} new calls, the rest from its cache)"
+                f"RAGQuestEval judge: {judge.name} ({wrote}; {judge.calls} new calls, the "
+                "rest from its cache)"
             )
         summary = reporting.summarize(mine)
         reporting.write_summary(summary, self.run_dir / "summary.json")
