@@ -240,7 +240,7 @@ class CompressSpec(_Pluggable):
     mode: str = "extract"
     max_tokens: int = Field(400, gt=0, le=32768)
     scorer: Literal["bm25", "embedder"] = "bm25"
-    max_new_tokens: int = Field(24, gt=0, le=256)  # the generator's reply, for `model`
+    max_new_tokens: int = Field(64, gt=0, le=512)  # the copied text, for `model`
 
 
 class IterateSpec(_Spec):

@@ -11,7 +11,7 @@ from ragkit.errors import ConfigError
 from ragkit.generation.scripted import ScriptedGenerator
 from ragkit.spec import parse_spec
 from ragkit.stages.compress import KEPT_KEY, ExtractiveCompressor
-from ragkit.stages.compress_model import ModelCompressor, parse_picks
+from ragkit.stages.compress_model import ModelCompressor, copied_sentences
 from ragkit.types import Chunk, Retrieved
 
 QUESTION = "Who is the harbour master of Varrow Point?"
@@ -82,20 +82,27 @@ def test_embedder_scoring_picks_the_sentence_closest_in_meaning(embedder):
 
 
 def test_the_generator_picks_sentences_and_a_useless_reply_keeps_the_best_one():
-    picker = ScriptedGenerator(replies={"1. The museum opened": "2", "1. The harbour": "none"})
+    picker = ScriptedGenerator(
+        replies={"The museum opened": "Its curator is Ines Thorvald.", "The harbour": "none"}
+    )
     compressor = ModelCompressor(generator=picker, max_tokens=200)
     out = compressor.invoke({"query": QUESTION, "retrieved": passages(HARBOUR, MUSEUM)})
     assert out[1].chunk.text == "Its curator is Ines Thorvald."
     assert out[0].chunk.text == "The harbour master of Varrow Point is Callum Rosseter."
     asked = picker.prompts
-    assert len(asked) == 2 and "Which sentences help answer the question?" in asked[0].user_text
-    assert "3. The harbour master of Varrow Point is Callum Rosseter." in asked[0].user_text
+    assert len(asked) == 2 and "Copy the sentences from the passage" in asked[0].user_text
+    assert HARBOUR in asked[0].user_text and QUESTION in asked[0].user_text
 
 
-def test_picks_are_read_from_the_reply():
-    assert parse_picks("2, 5", 5) == {1, 4}
-    assert parse_picks("Sentences 1 and 3.", 3) == {0, 2}
-    assert parse_picks("0", 4) == set() and parse_picks("7", 4) == set()
+def test_copied_words_pick_the_sentences_that_hold_them():
+    sentences = ["今年夏季降雨偏多。", "陕西西安市发放500万元体育类电子消费券。"]
+    sentences.append("活动持续到年底。")
+    assert copied_sentences("陕西西安市", sentences) == {1}
+    assert copied_sentences("无。", sentences) == set()
+    english = ["The museum opened in 1994.", "Its curator is Ines Thorvald."]
+    assert copied_sentences("Ines Thorvald", english) == {1}
+    assert copied_sentences("None.", english) == set()
+    assert copied_sentences("The answer is Paris", english) == set()
 
 
 def test_compression_runs_in_the_pipeline_after_expansion(scripted_spec):

@@ -1,12 +1,14 @@
-"""Passage extraction by the generator: for each passage it is shown the numbered sentences and
-the question and names the ones that help answer it (RETA-LLM's passage extraction, asked as a
-choice of sentences rather than free rewriting, so the kept text is the source's own words and
-its spans still point at the document).
+"""Passage extraction by the generator (RETA-LLM's passage extraction module): for each passage
+the generator is asked to copy, word for word, what in it answers the question; the passage's
+sentences that hold most of the copied words are kept. Copying, not rewriting, keeps the source's
+own words, so the kept spans still point at the document; asking for a copy rather than for
+sentence numbers suits a small model, which tends to repeat an example's numbers or a number from
+the text instead of counting sentences.
 
 Selection then follows `ExtractiveCompressor`: the picked sentences are kept within
-`max_tokens`, ranked by their BM25 (or embedder) score; a passage where the model picks none, or
-replies with no usable number, keeps its best-scoring sentence, so passage numbers never change.
-All passages of a batch go to the generator as one batch.
+`max_tokens`, ranked by their BM25 (or embedder) score; a passage where the model finds nothing,
+or copies words no sentence holds, keeps its best-scoring sentence, so passage numbers never
+change. All passages of a batch go to the generator as one batch.
 """
 
 from __future__ import annotations
@@ -17,47 +19,47 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import Field, model_validator
 
 from ragkit.stages.compress import ExtractiveCompressor, Sentence
-from ragkit.text import is_cjk
+from ragkit.text import is_cjk, lexical_terms
 from ragkit.types import Prompt, Retrieved
 
 PICK_EN = (
-    "Question: {question}\n\nSentences:\n{sentences}\n\n"
-    "Which sentences help answer the question? Reply with their numbers only, separated by "
-    "commas (for example: 2, 5). Reply 0 if none does."
+    "Passage:\n{passage}\n\nQuestion: {question}\n\nCopy the sentences from the passage that "
+    "answer the question, word for word. If no sentence does, reply: none."
 )
 PICK_ZH = (
-    "问题：{question}\n\n句子：\n{sentences}\n\n"
-    "哪些句子有助于回答这个问题？只回答句子编号，用逗号分隔（例如：2, 5）。如果都没有，回答0。"
+    "资料：\n{passage}\n\n问题：{question}\n\n"
+    "请从资料中原样摘录能回答问题的句子。如果没有，回答：无。"
 )
-_NUMBER = re.compile(r"\d+")
+# A sentence is picked when it holds at least this share of the copied reply's terms.
+MIN_SHARE = 0.5
+_NONE = re.compile(r"^\W*(none|no\b|无|没有)", re.IGNORECASE)
 
 
 class ModelCompressor(ExtractiveCompressor):
-    """Keeps the sentences the generator picks as relevant to the question, within
-    `max_tokens`; `template` may use `{question}` and `{sentences}`."""
+    """Keeps the sentences the generator copies as answering the question, within
+    `max_tokens`; `template` may use `{question}` and `{passage}`."""
 
     generator: Runnable
     template: str | None = None
-    max_new_tokens: int = Field(24, gt=0)
+    max_new_tokens: int = Field(64, gt=0)
 
     @model_validator(mode="after")
     def _check_template(self) -> ModelCompressor:
         if self.template is not None:
             try:
-                self.template.format(question="q", sentences="s")
+                self.template.format(question="q", passage="p")
             except (KeyError, IndexError, ValueError) as exc:
                 raise ValueError(
-                    f"the sentence-picking template may use {{question}} and {{sentences}}; "
+                    f"the sentence-picking template may use {{question}} and {{passage}}; "
                     f"got {self.template!r} ({exc})"
                 ) from exc
         return self
 
-    def prompt(self, question: str, sentences: list[str]) -> Prompt:
+    def prompt(self, question: str, passage: str) -> Prompt:
         template = self.template
         if template is None:
             template = PICK_ZH if is_cjk(question) else PICK_EN
-        listed = "\n".join(f"{n}. {' '.join(s.split())}" for n, s in enumerate(sentences, 1))
-        return Prompt.plain(template.format(question=question, sentences=listed))
+        return Prompt.plain(template.format(question=question, passage=passage.strip()))
 
     def _allowed(
         self,
@@ -67,24 +69,33 @@ class ModelCompressor(ExtractiveCompressor):
         config: RunnableConfig | None,
     ) -> list[list[set[int]] | None]:
         allowed: list[list[set[int]] | None] = []
-        asks: list[tuple[list[set[int]], int, int]] = []  # (picks, passage, sentence count)
+        asks: list[tuple[list[set[int]], int, list[str]]] = []  # (picks, passage, sentences)
         prompts: list[Prompt] = []
         for question, hits, per in zip(questions, lists, found, strict=True):
             picks: list[set[int]] = [set(range(len(sents))) for sents in per]
             for p, (hit, sents) in enumerate(zip(hits, per, strict=True)):
                 if len(sents) > 1:
-                    texts = [hit.chunk.text[a:b] for a, b in sents]
-                    prompts.append(self.prompt(question, texts))
-                    asks.append((picks, p, len(sents)))
+                    prompts.append(self.prompt(question, hit.chunk.text))
+                    asks.append((picks, p, [hit.chunk.text[a:b] for a, b in sents]))
             allowed.append(picks)
         if prompts:
             answers = self.generator.batch(prompts, config, max_new_tokens=self.max_new_tokens)
-            for (picks, p, n), answer in zip(asks, answers, strict=True):
-                picks[p] = parse_picks(answer.text, n)
+            for (picks, p, sentences), answer in zip(asks, answers, strict=True):
+                picks[p] = copied_sentences(answer.text, sentences)
         return allowed
 
 
-def parse_picks(reply: str, count: int) -> set[int]:
-    """Sentence indices (from 0) named in a reply such as "2, 5"; numbers outside 1..count,
-    and "0" (none), name nothing."""
-    return {int(m) - 1 for m in _NUMBER.findall(reply) if 1 <= int(m) <= count}
+def copied_sentences(reply: str, sentences: list[str]) -> set[int]:
+    """Indices of the sentences that hold at least `MIN_SHARE` of the reply's terms (words and
+    Chinese character pairs); none for a reply that declines or copies nothing they hold."""
+    if not reply.strip() or _NONE.match(reply.strip()):
+        return set()
+    wanted = set(lexical_terms(reply, "words+bigrams"))
+    if not wanted:
+        return set()
+    picked = set()
+    for i, sentence in enumerate(sentences):
+        held = wanted & set(lexical_terms(sentence, "words+bigrams"))
+        if len(held) >= MIN_SHARE * len(wanted):
+            picked.add(i)
+    return picked
