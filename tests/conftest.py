@@ -63,6 +63,15 @@ def local_generator():
 
 
 @pytest.fixture(scope="session")
+def float32_generator():
+    """The packaged model in float32, where a batch decodes exactly as each prompt alone (bf16
+    rounds a batched matmul differently from a lone one, so greedy text may part ways)."""
+    from ragkit.generation.local import LocalGenerator
+
+    return LocalGenerator(max_new_tokens=24, dtype="float32")
+
+
+@pytest.fixture(scope="session")
 def bundled_spec(tmp_path_factory, bundled_corpus, embedder, local_generator):
     """The `naive` spec pointed at a fresh index of the bundled corpus, built once per run.
 

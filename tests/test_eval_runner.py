@@ -93,8 +93,9 @@ def test_eval_two_pipelines_then_resume(tmp_path, bundled_spec):
         "embedding_similarity",
     } <= set(read["scores"])
     assert read["retrieved"] and read["usage"]["prompt_tokens"] > 0
-    # Generation tasks ship RAGQuestEval pairs, so their records carry QuestEval scores.
-    delete = next(r for r in records if r["task"] == "delete")
+    # Generation tasks ship RAGQuestEval pairs; QuestEval runs after generation, and the
+    # report's records carry its scores.
+    delete = next(r for r in resumed.records if r["task"] == "delete")
     assert 0.0 <= delete["scores"]["crud_quest_recall"] <= 1.0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert set(summary) == {"naive", "naive-prepend"}

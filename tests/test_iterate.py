@@ -78,7 +78,8 @@ def test_stops_early_when_the_answer_is_stable(generator):
     assert "".join(c.text for c in streamed) == final.text
 
 
-def test_batch_matches_invoke_and_validates_rounds(generator, bundled_retriever):
+def test_batch_matches_invoke_and_validates_rounds(float32_generator, bundled_retriever):
+    generator = float32_generator.model_copy(update={"max_new_tokens": 12})
     rag = RAGPipeline(retriever=bundled_retriever, generator=generator, top_k=2)
     with pytest.raises(ValueError, match="rounds"):
         IterRetGen(pipeline=rag, rounds=0)
