@@ -106,3 +106,33 @@ def busy_slots(url: str) -> int:
     """How many of the server's slots are decoding a request now."""
     slots = httpx.get(f"{url}/slots", timeout=30).json()
     return sum(1 for slot in slots if slot.get("is_processing"))
+
+
+@contextlib.contextmanager
+def ragkit_serve_process(
+    log_dir: Path, *arguments: str
+) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+    """`ragkit serve ARGUMENTS --port P` in a child process, once /health answers; yields the
+    process, its URL and its log, and kills it on exit if it is still running."""
+    port = free_port()
+    log_path = log_dir / f"serve-{port}.log"
+    command = [sys.executable, "-m", "ragkit.cli", "serve", *arguments, "--port", str(port)]
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, env=dict(os.environ)
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "ragkit serve did not start within 300 s"
+            time.sleep(0.5)
+        yield process, url, log_path
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -5,19 +5,13 @@ YAML through the `ragkit serve` command and, slow, with the packaged model."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from llama_server_support import free_port
+from llama_server_support import ragkit_serve_process
 
 from ragkit import build
 from ragkit.pipeline import RAGPipeline
@@ -127,33 +121,8 @@ def test_astream_yields_deltas_then_the_answer_for_every_kind_of_pipeline(index)
         assert [a.text for a in batch] == [final.text, final.text]
 
 
-@contextlib.contextmanager
-def ragkit_serve(spec_file: Path, store: str) -> Iterator[tuple[subprocess.Popen, str, Path]]:
-    port = free_port()
-    log_path = spec_file.parent / f"serve-{port}.log"
-    command = [
-        sys.executable, "-m", "ragkit.cli", "serve", "-p", str(spec_file),
-        "--store", store, "--port", str(port),
-    ]  # fmt: skip
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, env=dict(os.environ)
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "ragkit serve did not start within 300 s"
-            time.sleep(0.5)
-        yield process, url, log_path
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+def ragkit_serve(spec_file: Path, store: str):
+    return ragkit_serve_process(spec_file.parent, "-p", str(spec_file), "--store", store)
 
 
 def test_ragkit_serve_starts_an_iterating_yaml_and_answers(index, tmp_path):

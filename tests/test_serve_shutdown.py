@@ -3,12 +3,8 @@ whose pipeline generates on a real llama-server, or in process with the packaged
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from llama_server_support import PASSTHROUGH_SPEC, free_port, llama_server
+from llama_server_support import PASSTHROUGH_SPEC, llama_server, ragkit_serve_process
 
 pytestmark = pytest.mark.llama_server
 
@@ -49,38 +45,13 @@ def naive_index(tmp_path_factory, bundled_corpus, embedder) -> Path:
     return folder / "idx"
 
 
-@contextlib.contextmanager
-def ragkit_serve(
-    spec_file: Path, *options: str, pipeline: str | None = None
-) -> Iterator[tuple[subprocess.Popen, str, Path]]:
+def ragkit_serve(spec_file: Path, *options: str, pipeline: str | None = None):
     """`ragkit serve` of `spec_file` on the index beside it (or of the named `pipeline` on the
     index `spec_file`), answering /health."""
-    port = free_port()
     store = spec_file if pipeline is not None else spec_file.parent / "idx"
-    log_path = spec_file.parent / f"serve-{port}.log"
-    command = [
-        sys.executable, "-m", "ragkit.cli", "serve", "--pipeline", pipeline or str(spec_file),
-        "--store", str(store), "--port", str(port), *options,
-    ]  # fmt: skip
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, env=dict(os.environ)
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "ragkit serve did not start within 300 s"
-            time.sleep(0.5)
-        yield process, url, log_path
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    return ragkit_serve_process(
+        spec_file.parent, "--pipeline", pipeline or str(spec_file), "--store", str(store), *options
+    )
 
 
 def ask(max_tokens: int, stream: bool, model: str = "passthrough") -> dict:
