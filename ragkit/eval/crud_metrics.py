@@ -103,13 +103,18 @@ def crud_rouge_l(output: str, reference: str) -> float:
 def crud_answer_f1(reference_answer: str, output_answer: str) -> float:
     """CRUD-RAG's QuestEval answer F1: token overlap over `jieba.cut` tokens, no normalisation;
     two empty answers agree."""
-    gold, pred = jieba_cut(reference_answer), jieba_cut(output_answer)
-    if not gold or not pred:
-        return float(gold == pred)
-    same = sum((Counter(gold) & Counter(pred)).values())
+    return overlap_f1(jieba_cut(output_answer), jieba_cut(reference_answer))
+
+
+def overlap_f1(predicted: list[str], gold: list[str]) -> float:
+    """F1 of the tokens two answers share, counted with multiplicity (SQuAD's and CRUD-RAG's
+    answer F1 alike; they differ only in how they tokenise); two empty answers agree."""
+    if not gold or not predicted:
+        return float(gold == predicted)
+    same = sum((Counter(gold) & Counter(predicted)).values())
     if same == 0:
         return 0.0
-    precision = same / len(pred)
+    precision = same / len(predicted)
     recall = same / len(gold)
     return (2 * precision * recall) / (precision + recall)
 

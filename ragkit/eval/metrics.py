@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -25,6 +24,7 @@ from ragkit.eval.crud_metrics import (
     crud_questeval,
     crud_questeval_overall,
     crud_rouge_l,
+    overlap_f1,
 )
 from ragkit.text import is_cjk, tokenize
 
@@ -212,16 +212,7 @@ def _answer_tokens(text: str) -> list[str]:
 
 def token_f1(prediction: str, reference: str) -> float:
     """SQuAD-style token F1; two empty answers agree (1.0), one empty answer scores 0.0."""
-    pred = _answer_tokens(prediction)
-    ref = _answer_tokens(reference)
-    if not pred or not ref:
-        return float(pred == ref)
-    common = sum((Counter(pred) & Counter(ref)).values())
-    if common == 0:
-        return 0.0
-    precision = common / len(pred)
-    recall = common / len(ref)
-    return 2 * precision * recall / (precision + recall)
+    return overlap_f1(_answer_tokens(prediction), _answer_tokens(reference))
 
 
 def exact_match(prediction: str, reference: str) -> float:
