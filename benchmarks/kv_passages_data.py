@@ -35,28 +35,36 @@ BUNDLED = REPO / "ragkit" / "eval" / "bundled"
 
 @dataclass(frozen=True)
 class Question:
-    """One question with its references and the prompt the pipeline builds for it."""
+    """One question with its references and the prompt the pipeline builds for it, in each
+    layout (`append` is the pipelines' default; `prepend` puts the question after the
+    passages)."""
 
     id: str
     text: str
     references: tuple[str, ...]
-    prompt: Prompt
+    prompts: dict[str, Prompt]
     group: str = ""  # CRUD-RAG: the factoid item (its questions are about one article)
 
 
-def _prompts(spec: Any, retriever: Any, items: Sequence[Any]) -> list[Question]:
-    from ragkit.prompting import PromptAssembler
+LAYOUTS = ("append", "prepend")
 
-    assembler = PromptAssembler(
-        layout=spec.prompt.layout, system=spec.prompt.system, instruction=spec.prompt.instruction
-    )
+
+def _prompts(spec: Any, retriever: Any, items: Sequence[Any]) -> list[Question]:
+    from ragkit import build
+
+    assemblers = {
+        layout: build.prompt_assembler(
+            spec.model_copy(update={"prompt": spec.prompt.model_copy(update={"layout": layout})})
+        )
+        for layout in LAYOUTS
+    }
     found = retriever.batch([Query(item.query) for item in items])
     return [
         Question(
             item.id,
             item.query,
             tuple(item.references or (item.reference,)),
-            assembler.assemble(item.query, hits),
+            {layout: a.assemble(item.query, hits) for layout, a in assemblers.items()},
             str(item.metadata.get("factoid_id", "")),
         )
         for item, hits in zip(items, found, strict=True)

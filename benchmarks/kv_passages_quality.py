@@ -48,6 +48,7 @@ def answer_all(
             kv_reuse=mode,
             max_new_tokens=args.max_new_tokens,
             passage_recompute_tokens=args.recompute,
+            passage_recompute_share=args.share,
         )
         for mode in MODES
     }
@@ -62,7 +63,7 @@ def answer_all(
                 todo = [q for q in part if (mode, q.id) not in seen]
                 if not todo:
                     continue
-                answers = gens[mode].batch([q.prompt for q in todo])
+                answers = gens[mode].batch([q.prompts[args.layout] for q in todo])
                 with path.open("a", encoding="utf-8") as f:
                     for q, a in zip(todo, answers, strict=True):
                         row = {"mode": mode, "id": q.id, "text": a.text, **usage(a)}
@@ -139,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--recompute", type=int, default=16, help="passage_recompute_tokens")
+    parser.add_argument("--share", type=float, default=0.1, help="passage_recompute_share")
+    parser.add_argument("--layout", choices=("append", "prepend"), default="prepend")
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument(
         "--out", type=Path, default=REPO / "benchmarks/results/kv_passages_quality.md"
@@ -161,7 +164,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "# Answer quality: passage KV reuse against full prefill",
         "",
         f"Local generator, greedy, up to {args.max_new_tokens} new tokens, batches of "
-        f"{args.batch}, passage_recompute_tokens {args.recompute}; {platform.machine()}, "
+        f"{args.batch}, `{args.layout}` layout, passage_recompute_tokens {args.recompute}, "
+        f"passage_recompute_share {args.share}; {platform.machine()}, "
         f"{os.cpu_count()} cores, load average {before} at the start and {after} at the end. "
         f"Command: `python {' '.join(sys.argv)}`.",
         "",

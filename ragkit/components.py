@@ -46,6 +46,7 @@ def _local(spec: Any, parts: Parts) -> Any:
         kv_reuse=spec.kv_reuse,
         passage_cache_bytes=spec.passage_cache_mb * 2**20,
         passage_recompute_tokens=spec.passage_recompute_tokens,
+        passage_recompute_share=spec.passage_recompute_share,
         passage_cache_dir=spec.passage_cache_dir,
         **_concurrency(spec),
     )

@@ -42,6 +42,7 @@ from ragkit.types import Answer, AnswerChunk, Prompt
 DEFAULT_PREFIX_CACHE_BYTES = 512 * 1024 * 1024
 DEFAULT_PASSAGE_CACHE_BYTES = 1024 * 1024 * 1024
 DEFAULT_PASSAGE_RECOMPUTE_TOKENS = 16
+DEFAULT_PASSAGE_RECOMPUTE_SHARE = 0.1
 KVReuse = Literal["passages", "prefix", "off"]
 DEFAULT_MAX_BATCH_SIZE = 8
 # Prompt plus new tokens of all sequences decoding at once: bounds the batch's KV memory.
@@ -244,7 +245,7 @@ class LocalGenerator(Generator):
     prefix_cache_bytes: int = Field(default=DEFAULT_PREFIX_CACHE_BYTES, ge=0)
     passage_cache_bytes: int = Field(default=DEFAULT_PASSAGE_CACHE_BYTES, ge=0)
     passage_recompute_tokens: int = Field(default=DEFAULT_PASSAGE_RECOMPUTE_TOKENS, ge=0)
-    passage_recompute_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    passage_recompute_share: float = Field(default=DEFAULT_PASSAGE_RECOMPUTE_SHARE, ge=0.0, le=1.0)
     # A folder `ragkit kv warm` filled: passages missing from memory are read from it.
     passage_cache_dir: str | None = None
     prefill_block_tokens: int = Field(default=64, gt=0)
