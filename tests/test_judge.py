@@ -232,6 +232,7 @@ def test_eval_report_notes_bad_items_and_names_the_judge(tmp_path, scripted_spec
 
 
 @pytest.mark.slow
+@pytest.mark.llama_server
 def test_llama_server_judge_scores_and_a_rerun_asks_nothing(tmp_path):
     items = [
         create_item(

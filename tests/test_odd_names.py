@@ -213,6 +213,6 @@ def test_the_real_model_answers_from_an_odd_named_file_and_cites_it(
     )
     assert answered.exit_code == 0, answered.output
     shown = answered.output.replace("\n", "")
-    assert "/docs/bad\\xff.txt chars" in shown and "Traceback" not in shown
+    assert "] bad\\xff.txt chars" in shown and "Traceback" not in shown
     answer = re.split(r"\n  [ *~]\[1\] ", answered.output)[0]  # before the sources list
     assert "Ines" in answer
