@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from ragkit.eval.cloze import BLANK, cloze_questions
-from ragkit.eval.questeval import RAGQuestEval
+from ragkit.eval.metrics import UNANSWERABLE
+from ragkit.eval.questeval import RAGQuestEval, judged_answer
 from ragkit.generation.scripted import ScriptedGenerator
 
 ZH = (
@@ -44,3 +45,18 @@ def test_cloze_questeval_answers_from_the_output_only():
     assert RAGQuestEval(judge, questions_by="cloze").setup() != RAGQuestEval(judge).setup()
     with pytest.raises(ValueError, match="questions_by"):
         RAGQuestEval(judge, questions_by="model")  # type: ignore[arg-type]
+
+
+def test_extractive_answers_must_be_spans_of_the_text_read():
+    assert judged_answer("1889", read="It was finished in 1889.") == "1889"
+    assert judged_answer("500 万元", read="发放了500万元。") == "500 万元"  # spaces ignored
+    assert judged_answer("Paris", read="It was finished in 1889.") == UNANSWERABLE
+    assert judged_answer("Paris") == "Paris"  # without the text read, any answer stands
+    judge = ScriptedGenerator(replies={"completed in": "1889", "metres": "330 metres"})
+    quest = RAGQuestEval(judge, max_questions=2, questions_by="cloze", extractive=True)
+    result = quest.score("The tower was finished in 1889.", EN)
+    assert result.ref_answers == ("The Eiffel Tower", "330 metres")
+    # the first blank is filled with a span of the output (wrong, but an answer); the second
+    # with words the output does not hold, which counts as no answer
+    assert result.pred_answers == ("1889", UNANSWERABLE)
+    assert quest.setup() != RAGQuestEval(judge, max_questions=2, questions_by="cloze").setup()

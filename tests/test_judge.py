@@ -218,12 +218,14 @@ def test_eval_report_notes_bad_items_and_names_the_judge(tmp_path, scripted_spec
     report = result.report
     assert "RAGQuestEval judge: junk-model at " in report
     assert "no-ref: no reference: only retrieval is scored" in report
-    assert "empty-out: empty output: CRUD-RAG's scores and QuestEval left out" in report
+    assert "empty-out: empty output: CRUD-RAG's scores, similarity and QuestEval left out" in report
     create_id = items[0].id
     assert f"{create_id}: QuestEval not scored: " in report
     by_id = {r["item_id"]: r for r in result.records}
     assert "crud_bleu" not in by_id["no-ref"]["scores"]
     assert "crud_rouge_l" not in by_id["empty-out"]["scores"]
+    assert "embedding_similarity" not in by_id["empty-out"]["scores"]
+    assert by_id["empty-out"]["scores"]["smoothed_bleu4"] == 0.0
     assert not any(
         math.isnan(v) for r in result.records for v in r["scores"].values() if isinstance(v, float)
     )

@@ -31,7 +31,8 @@ MIN_SPAN_CHARS = 2
 
 
 def _zh_spans(sentence: str) -> list[tuple[int, int]]:
-    """Character spans of key facts: runs of tokens of the same fact class."""
+    """Character spans of key facts: runs of tokens of the same fact class; a number or date
+    must hold a digit (jieba also tags "第一" or "今年" so, which test nothing)."""
     import jieba.posseg
 
     spans: list[tuple[int, int, str]] = []
@@ -44,7 +45,11 @@ def _zh_spans(sentence: str) -> list[tuple[int, int]]:
         elif kind is not None:
             spans.append((at, end, kind))
         at = end
-    return [(s, e) for s, e, _ in spans]
+    return [
+        (s, e)
+        for s, e, kind in spans
+        if kind != "number" or any(c.isdigit() for c in sentence[s:e])
+    ]
 
 
 def _en_spans(sentence: str) -> list[tuple[int, int]]:

@@ -84,12 +84,14 @@ def run_questeval(
 
 
 def questeval_for(judge: Judge, max_questions: int = 5) -> RAGQuestEval:
-    """RAGQuestEval with this judge: it writes the questions if it can, else cloze ones."""
+    """RAGQuestEval with this judge: it writes the questions if it can; a judge that cannot
+    (the packaged model) gets cloze ones and its answers must be spans of the text it read."""
     return RAGQuestEval(
         judge,
         max_questions=max_questions,
         answer_kwargs=ANSWER_KWARGS,
         questions_by="judge" if judge.writes_questions else "cloze",
+        extractive=not judge.writes_questions,
     )
 
 

@@ -86,11 +86,22 @@ def is_unanswerable(answer: str) -> bool:
     return not text or any(marker in text for marker in UNANSWERABLE_MARKERS)
 
 
-def judged_answer(answer: str) -> str:
+_NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def judged_answer(answer: str, read: str | None = None) -> str:
     """A judge's answer as CRUD-RAG's scoring expects it: stripped, and exactly "无法推断" when
     it says the text cannot answer (CRUD-RAG compares that string exactly; a small judge adds
-    punctuation or words around it)."""
-    return UNANSWERABLE if is_unanswerable(answer) else answer.strip()
+    punctuation or words around it). With `read` (the text the judge answered from) an answer
+    that is not a span of it, ignoring case, spaces and punctuation, also counts as none: a
+    small judge fills every blank with something rather than say the text has no answer."""
+    if is_unanswerable(answer):
+        return UNANSWERABLE
+    if read is not None:
+        span = _NOT_WORD.sub("", answer.lower())
+        if not span or span not in _NOT_WORD.sub("", read.lower()):
+            return UNANSWERABLE
+    return answer.strip()
 
 
 def questeval_scores(pred_answers: Sequence[str], ref_answers: Sequence[str]) -> dict[str, float]:
@@ -156,7 +167,8 @@ class RAGQuestEval:
     (for ragkit generators e.g. `{"max_new_tokens": 16}`: answers are short phrases, and a
     small cap bounds the cost of a model that rambles). The text being read stays in the prompt
     prefix and each question is the suffix, so a generator that reuses prefix KV computes the
-    text once per item.
+    text once per item. `extractive` counts an answer that is not a span of the text read as
+    no answer (see `judged_answer`), for judges too small to say so themselves.
     """
 
     def __init__(
@@ -166,6 +178,7 @@ class RAGQuestEval:
         max_questions: int = 5,
         answer_kwargs: Mapping[str, Any] | None = None,
         questions_by: Literal["judge", "cloze"] = "judge",
+        extractive: bool = False,
     ) -> None:
         if isinstance(max_questions, bool) or not isinstance(max_questions, int):
             raise ValueError(f"max_questions must be an integer, but got {max_questions!r}")
@@ -182,12 +195,13 @@ class RAGQuestEval:
         self.max_questions = max_questions
         self.answer_kwargs = dict(answer_kwargs or {})
         self.questions_by = questions_by
+        self.extractive = extractive
 
     def setup(self) -> str:
         """A digest of everything besides the judge that shapes a score (prompts, question
         source and count, answer settings): results under another setup are not reused."""
         blob = json.dumps(
-            [_PROMPTS, self.questions_by, self.max_questions, self.answer_kwargs],
+            [_PROMPTS, self.questions_by, self.max_questions, self.answer_kwargs, self.extractive],
             sort_keys=True,
             default=str,
         )
@@ -229,7 +243,8 @@ class RAGQuestEval:
             lang = self._language(context)
         prompts = self._answer_prompts(context, questions, lang)
         outputs = self.generator.batch(prompts, **self.answer_kwargs)
-        return [judged_answer(_text_of(o)) for o in outputs]
+        read = context if self.extractive else None
+        return [judged_answer(_text_of(o), read) for o in outputs]
 
     def score(
         self,
@@ -265,8 +280,10 @@ class RAGQuestEval:
             prompts = self._answer_prompts(output, questions, lang)
             prompts += self._answer_prompts(reference, questions, lang)
             outputs = self.generator.batch(prompts, **self.answer_kwargs) if prompts else []
-            texts = [judged_answer(_text_of(o)) for o in outputs]
-            pred_answers, ref_answers = texts[: len(questions)], texts[len(questions) :]
+            n = len(questions)
+            reads = [output] * n + [reference] * n if self.extractive else [None] * (2 * n)
+            texts = [judged_answer(_text_of(o), r) for o, r in zip(outputs, reads, strict=True)]
+            pred_answers, ref_answers = texts[:n], texts[n:]
         result = questeval_scores(pred_answers, ref_answers)
         crud_f1, crud_recall = (
             crud_questeval(ref_answers, pred_answers) if questions else (math.nan, math.nan)

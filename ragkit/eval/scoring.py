@@ -36,8 +36,8 @@ def retrieved_gold_ids(answer: Answer, gold_sources: Sequence[str]) -> list[str]
 
 NO_REFERENCE = "no reference: only retrieval is scored"
 EMPTY_OUTPUT = (
-    "empty output: CRUD-RAG's scores and QuestEval left out (its evaluator drops such items); "
-    "ragkit's variants score it 0"
+    "empty output: CRUD-RAG's scores, similarity and QuestEval left out (CRUD-RAG drops such "
+    "items); ragkit's variants score it 0"
 )
 
 
@@ -106,11 +106,12 @@ def batch_scores(
     each. RAGQuestEval runs after generation (`ragkit.eval.quest_pass`)."""
     scores = [item_scores(i, a) for i, a in zip(items, answers, strict=True)]
     scored = [j for j, item in enumerate(items) if has_reference(item)]
-    if embedder is not None and scored:
+    said = [j for j in scored if answers[j].text.strip()]  # a blank output has no meaning
+    if embedder is not None and said:
         sims = metrics.embedding_similarity(
-            [answers[j].text or " " for j in scored], [items[j].reference for j in scored], embedder
+            [answers[j].text for j in said], [items[j].reference for j in said], embedder
         )
-        for j, sim in zip(scored, sims, strict=True):
+        for j, sim in zip(said, sims, strict=True):
             scores[j]["embedding_similarity"] = sim
     if use_ragas and scored:
         extra = _ragas(
