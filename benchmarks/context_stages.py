@@ -278,9 +278,9 @@ def answer_phase(args: Any, work: Path) -> list[dict[str, Any]]:
 def answer_table(records: list[dict[str, Any]], baseline: str) -> str:
     """Per slice and variant, over the questions the baseline also answered."""
     lines = [
-        "| slice | variant | questions | contains ref. | token F1 | prompt tokens | vs best "
-        "| picking tokens | TTFT s | vs best | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| slice | variant | questions | contains ref. (best) | won / lost | token F1 (best) "
+        "| prompt tokens | vs best | picking tokens | TTFT s | vs best | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     slices = sorted({r["slice"] for r in records})
     for s in slices:
@@ -293,9 +293,13 @@ def answer_table(records: list[dict[str, Any]], baseline: str) -> str:
             if not rows or not base:
                 continue
             mean = lambda rs, k: statistics.mean(r[k] for r in rs)  # noqa: E731
+            right = {r["item_id"]: r["contains_reference"] for r in base}
+            won = sum(1 for r in rows if r["contains_reference"] > right[r["item_id"]])
+            lost = sum(1 for r in rows if r["contains_reference"] < right[r["item_id"]])
             lines.append(
                 f"| {s} | {v} | {len(rows)} | {mean(rows, 'contains_reference'):.3f} "
-                f"({mean(base, 'contains_reference'):.3f}) | {mean(rows, 'token_f1'):.3f} "
+                f"({mean(base, 'contains_reference'):.3f}) | {won} / {lost} | "
+                f"{mean(rows, 'token_f1'):.3f} "
                 f"({mean(base, 'token_f1'):.3f}) | {mean(rows, 'prompt_tokens'):.0f} | "
                 f"{mean(rows, 'prompt_tokens') / mean(base, 'prompt_tokens'):.2f} | "
                 f"{mean(rows, 'picking_prompt_tokens'):.0f} | {mean(rows, 'ttft_s'):.2f} | "

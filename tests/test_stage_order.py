@@ -111,3 +111,14 @@ def test_expansion_then_compression_follow_reranking(scripted_spec):
     answer = rag.invoke(QUESTION)
     (seen,) = rag.generator.prompts
     assert seen == rag.prompt_for(query, answer.retrieved)
+
+
+def test_iter_retgen_rounds_get_expanded_passages(scripted_spec):
+    spec = scripted_spec.override(
+        expand={"sentences": 1}, iterate={"rounds": 2, "stop_when_stable": False}
+    )
+    answer = build.pipeline(spec).invoke(QUESTION)
+    assert [t["round"] for t in answer.trace] == [1, 2]
+    assert answer.retrieved
+    assert all(h.chunk.metadata.get("expanded") == "window" for h in answer.retrieved)
+    assert len({h.chunk.id for h in answer.retrieved}) == len(answer.retrieved)
