@@ -57,5 +57,6 @@ test-fast: install-dev
 wheel-smoke: install-dev
 	.ci/wheel-smoke.sh $(BIN)/python
 
+# ruff, then mypy over ragkit/ (settings in pyproject's [tool.mypy]).
 lint: install-dev
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/python -m mypy

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ragkit.components import GENERATORS, RETRIEVERS
-from ragkit.protocols import Embedder, Generator, Pipeline, Retriever, Store
+from ragkit.errors import ConfigError
+from ragkit.protocols import Embedder, Generator, Pipeline, Retriever
 from ragkit.registry import Parts
 from ragkit.spec import EmbedderSpec, GeneratorSpec, PipelineSpec, StoreSpec, load_spec
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from ragkit.chunking import TokenChunker
     from ragkit.ingest import Ingestor
     from ragkit.prompting import PromptAssembler
+    from ragkit.store import ChromaStore
 
 _lock = threading.RLock()
 _registry: dict[tuple[str, Any], Any] = {}
@@ -38,7 +40,7 @@ def _embedder(spec: EmbedderSpec) -> Embedder:
 
 
 @cache
-def _store(spec: StoreSpec, embedding_model: str) -> Store:
+def _store(spec: StoreSpec, embedding_model: str) -> ChromaStore:
     from ragkit.store import ChromaStore
 
     return ChromaStore(spec.location, spec.collection, embedding_model=embedding_model)
@@ -67,7 +69,7 @@ def embedder(spec: PipelineSpec) -> Embedder:
         return _registry.get(("embedder", spec.embedder)) or _embedder(spec.embedder)
 
 
-def store(spec: PipelineSpec) -> Store:
+def store(spec: PipelineSpec) -> ChromaStore:
     with _lock:
         return _store(spec.store, spec.embedder.model)
 
@@ -86,11 +88,17 @@ def parts(spec: PipelineSpec) -> Parts:
     )
 
 
+def _search_k(spec: PipelineSpec) -> int:
+    """Passages the retriever returns: a reranker needs a shortlist longer than the final
+    top_k to choose from."""
+    k = spec.retriever.top_k
+    return k if spec.rerank is None else max(k, spec.rerank.candidates)
+
+
 def retriever(spec: PipelineSpec) -> Retriever:
     r = spec.retriever
-    # A reranker needs a shortlist longer than the final top_k to choose from.
     if spec.rerank is not None:
-        r = r.model_copy(update={"top_k": max(r.top_k, spec.rerank.candidates)})
+        r = r.model_copy(update={"top_k": _search_k(spec)})
     return RETRIEVERS.build(r.kind, r, parts(spec))
 
 
@@ -99,10 +107,18 @@ def chunker(spec: PipelineSpec) -> TokenChunker:
 
     c = spec.chunker
     model = embedder(spec)
+    # Chunks are counted in the embedder's own tokens (ragkit's embedders expose them; the
+    # protocol does not ask for them).
+    max_len = getattr(model, "max_seq_length", None)
+    tokenizer = getattr(model, "tokenizer", None)
+    if max_len is None or tokenizer is None:
+        raise ConfigError(
+            f"chunker: embedder {type(model).__name__} has no tokenizer and max_seq_length"
+        )
     # The embedder truncates at max_seq_length including [CLS]/[SEP]: never make longer chunks.
-    limit = model.max_seq_length - 2
+    limit = max_len - 2
     return TokenChunker(
-        tokenizer=model.tokenizer,
+        tokenizer=tokenizer,
         chunk_tokens=min(c.chunk_tokens, limit),
         overlap_tokens=min(c.overlap_tokens, limit // 2),
         respect_sentences=c.respect_sentences,
@@ -119,7 +135,9 @@ def prompt_assembler(spec: PipelineSpec) -> PromptAssembler:
     from ragkit.prompting import PromptAssembler
 
     p = spec.prompt
-    template = {} if p.passage_template is None else {"passage_template": p.passage_template}
+    template: dict[str, Any] = (
+        {} if p.passage_template is None else {"passage_template": p.passage_template}
+    )
     return PromptAssembler(
         layout=p.layout,
         system=p.system,
@@ -148,7 +166,9 @@ def pipeline(spec: PipelineSpec) -> Pipeline:
         # Searching with and without the history needs the retriever, not a rewritten query.
         from ragkit.stages.history import HistorySearch
 
-        search = HistorySearch(retriever=search, turns=spec.rewrite.turns, top_k=search.top_k)
+        # A user's retriever class keeps its own top_k (its options), when it has one.
+        k = getattr(search, "top_k", _search_k(spec))
+        search = HistorySearch(retriever=search, turns=spec.rewrite.turns, top_k=k)
     elif spec.rewrite is not None:
         rewriter = build_rewriter(spec.rewrite, shared)
     reranker = None if spec.rerank is None else build_reranker(spec.rerank, shared)

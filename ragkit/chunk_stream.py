@@ -90,7 +90,7 @@ def document_parts(
         done = stored(doc)
         total, first = 0, True
         source = iter(pieces) if pieces is not None else chunk_pieces(chunker, doc, piece_chars)
-        current = next(source, [])
+        current: list[Chunk] = next(source, [])
         while True:
             following = next(source, None)
             total += len(current)

@@ -13,11 +13,15 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ragkit.errors import RagkitError
+
+if TYPE_CHECKING:
+    from ragkit.distributed.ray_ingest import RayIngestor
+    from ragkit.ingest import Ingestor
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -123,9 +127,9 @@ def ingest(
     on_ray = _on_ray(engine, address, workers)
     spec = _spec(pipeline, store, collection)
     if on_ray:
-        from ragkit.distributed.ray_ingest import RayIngestor
+        from ragkit.distributed.ray_ingest import RayIngestor, RayIngestReport
 
-        ingestor = RayIngestor(spec, address=address, workers=workers)
+        ingestor: Ingestor | RayIngestor = RayIngestor(spec, address=address, workers=workers)
     else:
         ingestor = build.ingestor(spec)
     report = ingestor.ingest([str(p) for p in paths], progress=sys.stderr.isatty(), delete=delete)
@@ -144,7 +148,8 @@ def ingest(
             else ""
         )
     )
-    if on_ray and report.workers:
+    # A deletion on ray runs locally and reports no workers.
+    if on_ray and isinstance(report, RayIngestReport) and report.workers:
         typer.echo(
             f"ray: {report.workers} workers; start-up {report.startup_seconds:.1f}s "
             f"(connect {report.connect_seconds:.1f}s, workers ready {report.pool_seconds:.1f}s), "
@@ -189,9 +194,13 @@ def query(
             else:
                 answer = piece.answer
         typer.echo()
+        if answer is None:  # the pipeline contract ends every stream with the Answer
+            raise RagkitError(f"pipeline {spec.name!r}: the stream ended without an answer")
         print_answer(answer, text_shown=True, shown=shown)
         return
-    items = [{"question": question}] if question is not None else read_questions(questions, limit)
+    items: list[dict[str, Any]] = (
+        read_questions(questions, limit) if questions is not None else [{"question": question}]
+    )
     answers = rag.batch([item["question"] for item in items])
     for item, answer in zip(items, answers, strict=True):
         if as_json:

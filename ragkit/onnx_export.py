@@ -162,6 +162,12 @@ def _export_fp32(source: str, folder: Path) -> dict[str, Any]:
         model_kwargs={"attn_implementation": "eager"},  # SDPA does not trace to plain ops
     )
     model.eval()
+    getter = getattr(model, "get_embedding_dimension", None) or (
+        model.get_sentence_embedding_dimension
+    )
+    max_len, dim = model.max_seq_length, getter()
+    if max_len is None or dim is None:
+        raise ConfigError(f"{source}: ONNX export needs a fixed maximum length and dimension")
     features = model.preprocess(["an example sentence to trace", "short"])
     names = [k for k, v in features.items() if isinstance(v, torch.Tensor)]
     constants = {k: v for k, v in features.items() if k not in names}
@@ -181,10 +187,7 @@ def _export_fp32(source: str, folder: Path) -> dict[str, Any]:
         )
         reference = model.encode(list(PROBES), convert_to_numpy=True)
     model.tokenizer.save_pretrained(str(folder))
-    getter = getattr(model, "get_embedding_dimension", None) or (
-        model.get_sentence_embedding_dimension
-    )
-    manifest = _manifest(source, "onnx", "model.onnx", names, model.max_seq_length, getter())
+    manifest = _manifest(source, "onnx", "model.onnx", names, max_len, dim)
     np.save(folder / "probe_reference.npy", reference.astype(np.float32))
     return _validated(manifest, folder, reference, FP32_MIN_COSINE, FP32_MIN_COSINE)
 

@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import dataclasses
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Generator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
@@ -57,6 +57,15 @@ class PipelineRunnable(BatchedRunnable[PipelineInput, Answer]):
     the inputs as separate batches of one; here `astream` pulls the sync stream piece by piece
     in worker threads (text deltas, then the Answer) and `abatch` is one `batch` in a thread.
     """
+
+    if TYPE_CHECKING:  # each subclass streams its own way; `astream` closes the generator
+        # Pieces of an answer rather than whole Answers, hence the ignored overrides of the
+        # Runnable[..., Answer] signatures.
+        def stream(  # type: ignore[override]
+            self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
+        ) -> Generator[AnswerChunk, None, None]:
+            """Text deltas as they are generated, then a last piece carrying the Answer."""
+            ...
 
     async def astream(  # type: ignore[override]
         self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
@@ -113,9 +122,9 @@ class RAGPipeline(PipelineRunnable):
     pipeline_name: str = "pipeline"
 
     # ---- Runnable protocol -------------------------------------------------------------
-    def stream(
+    def stream(  # type: ignore[override]
         self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[AnswerChunk]:
+    ) -> Generator[AnswerChunk, None, None]:
         query = to_query(input)
         retrieved = self.retrieve([query], config)[0]
         prompt = self.prompt_for(query, retrieved)

@@ -29,9 +29,9 @@ def print_answer(
     if not text_shown:
         console.print(f"[bold]A:[/bold] {escape(answer.text.strip())}", highlight=False)
     if reference is not None:
-        hit = reference.lower() in answer.text.lower()
+        found = "found" if reference.lower() in answer.text.lower() else "not found"
         console.print(
-            f"   reference: {escape(reference)} ({'found' if hit else 'not found'} in the answer)",
+            f"   reference: {escape(reference)} ({found} in the answer)",
             highlight=False,
         )
     marks = {c.number: "~" if c.inferred else "*" for c in answer.citations}

@@ -29,10 +29,14 @@ class BatchedRunnable(RunnableSerializable[In, Out]):
         if not inputs:
             return []
         return self._batch_with_config(
-            self._run_batch, inputs, config, return_exceptions=return_exceptions
+            # langchain-core annotates the callback's result as list[Exception | Output], which a
+            # list[Output] does not match (lists are invariant), though that is what it returns.
+            self._run_batch,  # type: ignore[arg-type]
+            inputs,
+            config,
+            return_exceptions=return_exceptions,
         )
 
-    def _run_batch(
-        self, inputs: list[In], config: list[RunnableConfig] | RunnableConfig | None = None
-    ) -> list[Out]:
+    def _run_batch(self, inputs: list[In], config: list[RunnableConfig] | None = None) -> list[Out]:
+        """The outputs of `inputs`; `config` is langchain-core's per-input configs."""
         raise NotImplementedError

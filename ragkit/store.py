@@ -30,7 +30,9 @@ MANIFEST_SUFFIX = "__docs"
 
 class CollectionInfo(NamedTuple):
     name: str
-    count: int
+    # The field shadows tuple.count (callers read `.count` as the number of chunks); a public
+    # name, so it stays, and mypy's objection to the shadowing is silenced.
+    count: int  # type: ignore[assignment]
     metadata: dict[str, Any]
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# `make test`: install, run the whole suite, test the built wheel on its own; prints each phase's
-# wall time. The slowest step of a fresh machine, building llama.cpp's `llama-server` (the tests'
-# batching model server), runs in the background from the start; the tests that need it are
-# marked `llama_server` and run last, once it is built. Independent tests share both cores
-# (pytest-xdist). Exits non-zero if any phase fails.
+# `make test`: install, type-check ragkit/ (mypy), run the whole suite, test the built wheel on
+# its own; prints each phase's wall time. The slowest step of a fresh machine, building
+# llama.cpp's `llama-server` (the tests' batching model server), runs in the background from the
+# start; the tests that need it are marked `llama_server` and run last, once it is built.
+# Independent tests share both cores (pytest-xdist). Exits non-zero if any phase fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -42,6 +42,9 @@ make --no-print-directory install-dev || { failed+=(install); phase install; sum
 phase "install (venv, torch, extras)"
 wait "$browser" || cat "$logs/browser.log"
 phase "chromium (overlapped)"
+
+"$BIN/python" -m mypy || failed+=("mypy")
+phase "mypy (ragkit/)"
 
 RAGKIT_LLAMA_SERVER_PENDING=1 "$BIN/python" -m pytest -q -rs -n "$WORKERS" -m "not llama_server" ||
 	failed+=("tests")

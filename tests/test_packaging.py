@@ -1,5 +1,6 @@
 """The wheel carries what the library reads at run time: named pipelines, the bundled suite and
-the chat page. (`.ci/wheel-smoke.sh` then runs the installed wheel outside the checkout.)"""
+the chat page, plus the `py.typed` marker that lets type checkers read ragkit's annotations.
+(`.ci/wheel-smoke.sh` then runs the installed wheel outside the checkout.)"""
 
 from __future__ import annotations
 
@@ -49,3 +50,8 @@ def test_the_bundled_suite_is_in_the_wheel(wheel_names, repo_root):
 def test_nothing_from_outside_the_package_leaks_into_the_wheel(wheel_names):
     tops = {name.split("/")[0] for name in wheel_names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"ragkit"}, sorted(tops)
+
+
+def test_the_wheel_declares_its_annotations_with_py_typed(wheel_names):
+    """Without the PEP 561 marker a user's type checker treats an installed ragkit as untyped."""
+    assert "ragkit/py.typed" in wheel_names

@@ -18,6 +18,7 @@ BLANK = "____"
 # place and organisation names, other proper nouns
 _FACT_FLAGS = {"m": "number", "q": "number", "t": "number", "nr": "nr", "ns": "ns", "nt": "nt"}
 _FACT_FLAGS["nz"] = "nz"
+_UNITS: tuple[str, ...]
 _UNITS = ("percent", "million", "billion", "thousand", "km", "kg", "metres", "meters", "miles")
 _UNITS += ("tonnes", "tons", "people", "years", "days", "hours")
 _EN_FACT = re.compile(

@@ -146,7 +146,7 @@ def load_crud_factoids(path: str | Path) -> list[EvalItem]:
 
     Questions whose reference is "无法推断" are dropped: nothing can be scored against them.
     """
-    items = []
+    items: list[EvalItem] = []
     for f in _read_factoids(Path(path)):
         items.extend(
             _factoid_item(f, i) for i, a in enumerate(f.answers) if a.strip() != UNANSWERABLE

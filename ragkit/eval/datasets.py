@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,9 +144,15 @@ def load_task_jsonl(path: str | Path, task: TaskKind) -> list[EvalItem]:
             return load_qa_jsonl(path)
         raise ValueError(f"task must be one of {TASK_KINDS}, got {task!r}")
     path = Path(path)
-    build = {"create": create_item, "update": update_item, "delete": delete_item}[task]
+    # The builders differ in their positional fields, which `_TASK_FIELDS` lists per kind.
+    builders: dict[str, Callable[..., EvalItem]] = {
+        "create": create_item,
+        "update": update_item,
+        "delete": delete_item,
+    }
+    build = builders[task]
     fields = _TASK_FIELDS[task]
-    items = []
+    items: list[EvalItem] = []
     for line_no, obj in _read_jsonl(path):
         where = f"{path}:{line_no}"
         # the last field is the reference; without it only retrieval is scored

@@ -75,11 +75,11 @@ def html_report(
         out.append("</tr>")
         for task in tasks:
             for pipeline in sorted(summary):
-                stats = summary[pipeline].get(task)
-                if stats is None:
+                means = summary[pipeline].get(task)
+                if means is None:
                     continue
                 cells = "".join(
-                    f"<td class='n'>{stats.get(c, 0.0):.2f}</td>" for c in reporting.COSTS
+                    f"<td class='n'>{means.get(c, 0.0):.2f}</td>" for c in reporting.COSTS
                 )
                 out.append(f"<tr><td>{escape(pipeline)}</td><td>{escape(task)}</td>{cells}</tr>")
         out.append("</table>")

@@ -157,8 +157,8 @@ def make_judge(
             raise ValueError("--judge-model needs --judge-url (the packaged judge has one model)")
         from ragkit.generation.local import LocalGenerator
 
-        generator = LocalGenerator(max_new_tokens=QUESTION_TOKENS, temperature=0.0)
-        return Judge(generator, f"packaged {GGUF_FILE_NAME} (local)", cache, writes_questions=False)
+        local = LocalGenerator(max_new_tokens=QUESTION_TOKENS, temperature=0.0)
+        return Judge(local, f"packaged {GGUF_FILE_NAME} (local)", cache, writes_questions=False)
     from ragkit.generation.openai_compat import OpenAICompatibleGenerator
 
     generator = OpenAICompatibleGenerator(

@@ -192,7 +192,11 @@ def corpus_bleu4(hypotheses: Sequence[str], references: Sequence[str | Sequence[
             raise ValueError(f"references[{i}] is empty: every item needs a reference")
     width = max(len(refs) for refs in per_item)
     streams = [[refs[j] if j < len(refs) else None for refs in per_item] for j in range(width)]
-    result = BLEU(tokenize="none").corpus_score([_joined(h) for h in hypotheses], streams)
+    # sacrebleu skips a None reference (items with fewer references); its annotation omits None.
+    result = BLEU(tokenize="none").corpus_score(
+        [_joined(h) for h in hypotheses],
+        streams,  # type: ignore[arg-type]
+    )
     return result.score / 100.0
 
 

@@ -14,10 +14,10 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ragkit.errors import ConfigError, ModelServerError
 
@@ -62,6 +62,7 @@ EMBEDDING_METRICS = tuple(n for n, s in _SPECS.items() if s.uses_embedder and no
 LLM_METRICS = tuple(n for n, s in _SPECS.items() if s.uses_judge)
 
 Scorer = Callable[[RagasSample], Awaitable[Any]]
+T = TypeVar("T")
 
 
 def default_metrics(*, judge: bool, embedder: bool) -> tuple[str, ...]:
@@ -163,21 +164,21 @@ def _build_scorers(names: Sequence[str], llm: Any, embeddings: Any) -> dict[str,
         if name == "semantic_similarity":
             return against_reference(rc.SemanticSimilarity(embeddings=embeddings))
         if name == "faithfulness":
-            m = rc.Faithfulness(llm=llm)
-            return lambda s: m.ascore(
+            faithfulness = rc.Faithfulness(llm=llm)
+            return lambda s: faithfulness.ascore(
                 user_input=s.question, response=s.answer, retrieved_contexts=list(s.contexts)
             )
         if name == "answer_relevancy":
-            m = rc.AnswerRelevancy(llm=llm, embeddings=embeddings)
-            return lambda s: m.ascore(user_input=s.question, response=s.answer)
+            relevancy = rc.AnswerRelevancy(llm=llm, embeddings=embeddings)
+            return lambda s: relevancy.ascore(user_input=s.question, response=s.answer)
         if name == "context_precision":
-            m = rc.ContextPrecisionWithReference(llm=llm)
-            return lambda s: m.ascore(
+            precision = rc.ContextPrecisionWithReference(llm=llm)
+            return lambda s: precision.ascore(
                 user_input=s.question, reference=s.reference, retrieved_contexts=list(s.contexts)
             )
         if name == "context_recall":
-            m = rc.ContextRecall(llm=llm)
-            return lambda s: m.ascore(
+            recall = rc.ContextRecall(llm=llm)
+            return lambda s: recall.ascore(
                 user_input=s.question, retrieved_contexts=list(s.contexts), reference=s.reference
             )
         raise ConfigError(f"no ragas scorer for metric {name!r}")
@@ -237,12 +238,12 @@ async def _score_all(
             await client.close()
 
 
-def _run_sync(coro: Awaitable[Any]) -> Any:
+def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to completion, also from code that already runs an event loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(coro)
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
 
@@ -293,7 +294,7 @@ def ragas_scores(
 
     os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
     judge = None
-    if has_judge and any(_SPECS[n].uses_judge for n in names):
+    if judge_url is not None and any(_SPECS[n].uses_judge for n in names):
         base_url = _judge_base_url(judge_url)
         api_key = judge_api_key if judge_api_key is not None else "not-needed"
         model = _resolve_judge_model(base_url, judge_model, api_key, judge_timeout_s)

@@ -46,16 +46,16 @@ class LoopThread:
                 future = asyncio.run_coroutine_threadsafe(_next(agen), self.loop)
                 while True:
                     try:
-                        done, item = future.result(timeout=_POLL_S)
+                        step = future.result(timeout=_POLL_S)
                         break
                     except concurrent.futures.TimeoutError:
                         if cancelled():
                             future.cancel()
                             return
-                if done:
+                if step is None:
                     finished = True
                     return
-                yield item
+                yield step[0]
                 if cancelled():
                     return
         finally:
@@ -70,11 +70,12 @@ async def _awaited(value: Awaitable[T]) -> T:
     return await value
 
 
-async def _next(agen: AsyncIterator[T]) -> tuple[bool, T | None]:
+async def _next(agen: AsyncIterator[T]) -> tuple[T] | None:
+    """The next item in a 1-tuple (an item may itself be None), or None once `agen` is done."""
     try:
-        return False, await agen.__anext__()
+        return (await agen.__anext__(),)
     except StopAsyncIteration:
-        return True, None
+        return None
 
 
 async def _abandon(

@@ -8,6 +8,7 @@ protocol (`invoke`, `batch`, `stream`, `ainvoke`, `astream`) with callbacks and 
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from pydantic import Field, field_validator
 from ragkit.types import Answer, AnswerChunk, Prompt, Usage
 
 GeneratorInput = Prompt | str
+# What a backend's `_stream_one` returns: a generator, so an abandoned stream can be closed.
+AnswerChunks = collections.abc.Generator[AnswerChunk, None, None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +174,7 @@ class Generator(RunnableSerializable[GeneratorInput, Answer]):
 
     # -- backend hooks -------------------------------------------------------------------
 
-    def _stream_one(self, prompt: Prompt, params: GenerationParams) -> Iterator[AnswerChunk]:
+    def _stream_one(self, prompt: Prompt, params: GenerationParams) -> AnswerChunks:
         raise NotImplementedError
 
     def _invoke_one(self, prompt: Prompt, params: GenerationParams) -> Answer:
@@ -243,7 +246,8 @@ class Generator(RunnableSerializable[GeneratorInput, Answer]):
     ) -> list[Answer]:
         params = self.params(**kwargs)
         return self._batch_with_config(
-            lambda values: self._batch([to_prompt(v) for v in values], params),
+            # list[Answer] against langchain-core's list[Exception | Output]: see BatchedRunnable.
+            lambda values: self._batch([to_prompt(v) for v in values], params),  # type: ignore[arg-type]
             inputs,
             config,
             return_exceptions=return_exceptions,

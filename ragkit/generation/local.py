@@ -17,7 +17,6 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator
 
 from ragkit.errors import ConfigError, InputError
-from ragkit.generation.base import GenerationParams, Generator, drain, to_prompt
+from ragkit.generation.base import AnswerChunks, GenerationParams, Generator, drain, to_prompt
 from ragkit.generation.cancel import current_event
 from ragkit.generation.kv_cache import PrefixKVCache
 from ragkit.generation.passage_disk import PassageKVDisk
@@ -37,7 +36,7 @@ from ragkit.generation.ragged import enable_ragged_decode
 from ragkit.generation.scheduler import Scheduler, Sequence
 from ragkit.models import cache_dir, is_packaged_generator, packaged_gguf
 from ragkit.terminal import library_progress_bars
-from ragkit.types import Answer, AnswerChunk, Prompt
+from ragkit.types import Answer, Prompt
 
 DEFAULT_PREFIX_CACHE_BYTES = 512 * 1024 * 1024
 DEFAULT_PASSAGE_CACHE_BYTES = 1024 * 1024 * 1024
@@ -307,7 +306,7 @@ class LocalGenerator(Generator):
                 return list(plan.ids), plan
         return list(tokenizer(rendered, add_special_tokens=False).input_ids), None
 
-    def _stream_one(self, prompt: Prompt, params: GenerationParams) -> Iterator[AnswerChunk]:
+    def _stream_one(self, prompt: Prompt, params: GenerationParams) -> AnswerChunks:
         # Submitted on the first `next`, in the consuming thread, whose cancellation it takes.
         yield from self._submit(*self._checked_ids(prompt, params), params).chunks()
 

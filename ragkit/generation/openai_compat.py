@@ -19,7 +19,13 @@ import httpx
 from pydantic import Field, PrivateAttr, field_validator
 
 from ragkit.errors import ModelServerError
-from ragkit.generation.base import GenerationParams, Generator, StopScanner, build_usage
+from ragkit.generation.base import (
+    AnswerChunks,
+    GenerationParams,
+    Generator,
+    StopScanner,
+    build_usage,
+)
 from ragkit.generation.cancel import cancelled
 from ragkit.types import Answer, AnswerChunk, Prompt
 
@@ -179,7 +185,7 @@ class OpenAICompatibleGenerator(Generator):
         with ThreadPoolExecutor(min(self.max_concurrency, len(prompts))) as pool:
             return list(pool.map(lambda p: self._invoke_one(p, params), prompts))
 
-    def _stream_one(self, prompt: Prompt, params: GenerationParams) -> Iterator[AnswerChunk]:
+    def _stream_one(self, prompt: Prompt, params: GenerationParams) -> AnswerChunks:
         started = time.perf_counter()
         body = self._body(prompt, params, self.resolved_model(), stream=True)
         reader = _SSEReader(params, started)

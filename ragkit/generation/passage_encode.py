@@ -68,9 +68,15 @@ def encode_tokens(
         chunk = torch.tensor([list(tokens[lo : lo + block])])
         with loaded.lock:
             model(input_ids=chunk, cache=cache, use_cache=True, logits_to_keep=1)
-    keys = torch.stack([layer.keys[0, :, start:, :] for layer in cache.layers])
-    values = torch.stack([layer.values[0, :, start:, :] for layer in cache.layers])
-    return PassageKV(keys, values, start)
+    keys, values = [], []
+    for layer in cache.layers:
+        # Attention layers hold per-token tensors; a linear-attention layer has none to reuse.
+        k, v = getattr(layer, "keys", None), getattr(layer, "values", None)
+        if k is None or v is None:
+            raise ValueError(f"passage KV: {type(layer).__name__} keeps no per-token keys/values")
+        keys.append(k[0, :, start:, :])
+        values.append(v[0, :, start:, :])
+    return PassageKV(torch.stack(keys), torch.stack(values), start)
 
 
 class _Encoder:

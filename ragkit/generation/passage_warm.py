@@ -33,6 +33,7 @@ def warm_passages(
     (default: the spec's `generator.passage_cache_dir`); resumable, since passages already in
     the folder are skipped."""
     from ragkit import build
+    from ragkit.generation.local import LocalGenerator
     from ragkit.generation.passage_disk import PassageKVDisk
 
     g = spec.generator
@@ -47,6 +48,8 @@ def warm_passages(
         raise ValueError(f"--limit must be > 0, got {limit}")
     section = g.model_copy(update={"kv_reuse": "passages", "passage_cache_dir": str(folder)})
     generator = build.generator(spec.model_copy(update={"generator": section}))
+    if not isinstance(generator, LocalGenerator):  # a generator registered for this section
+        raise ConfigError(f"kv warm needs a LocalGenerator, got {type(generator).__name__}")
     index = build.store(spec)
     index.require_chunks()
     chunks = index.get_chunks()[:limit]

@@ -71,6 +71,12 @@ class Sequence:
     next_input: int | None = None
 
     @property
+    def input_token(self) -> int:
+        """The token the next decode step feeds, set when the sequence becomes active."""
+        assert self.next_input is not None, "an active sequence has a token to feed"
+        return self.next_input
+
+    @property
     def reserved_tokens(self) -> int:
         return len(self.ids) + self.params.max_new_tokens
 
@@ -247,9 +253,9 @@ class Scheduler:
         model = self.loaded.model
         with self.loaded.lock:
             if self.batching:
-                logits = decode_step(model, [s.kv for s in seqs], [s.next_input for s in seqs])
+                logits = decode_step(model, [s.kv for s in seqs], [s.input_token for s in seqs])
             else:  # a model without ragged attention decodes alone, the plain way
-                token = torch.tensor([[seqs[0].next_input]])
+                token = torch.tensor([[seqs[0].input_token]])
                 logits = model(input_ids=token, cache=seqs[0].kv, use_cache=True).logits[:, -1]
         for seq, row in zip(seqs, logits, strict=True):
             self._accept(seq, row)

@@ -11,11 +11,17 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 from pydantic import Field, PrivateAttr
 
-from ragkit.generation.base import GenerationParams, Generator, StopScanner, build_usage
+from ragkit.generation.base import (
+    AnswerChunks,
+    GenerationParams,
+    Generator,
+    StopScanner,
+    build_usage,
+)
 from ragkit.types import Answer, AnswerChunk, Prompt
 
 _WORD = re.compile(r"\S+\s*")
@@ -57,7 +63,7 @@ class ScriptedGenerator(Generator):
             return f"{sentence} [{first.number}]"
         return self.fallback
 
-    def _stream_one(self, prompt: Prompt, params: GenerationParams) -> Iterator[AnswerChunk]:
+    def _stream_one(self, prompt: Prompt, params: GenerationParams) -> AnswerChunks:
         with self._lock:
             self._prompts.append(prompt)
         started = time.perf_counter()

@@ -20,7 +20,14 @@ from pydantic import Field, PrivateAttr
 
 from ragkit.errors import ConfigError
 from ragkit.generation.aio import LoopThread
-from ragkit.generation.base import GenerationParams, Generator, StopScanner, build_usage, drain
+from ragkit.generation.base import (
+    AnswerChunks,
+    GenerationParams,
+    Generator,
+    StopScanner,
+    build_usage,
+    drain,
+)
 from ragkit.types import Answer, AnswerChunk, Prompt
 
 
@@ -91,7 +98,7 @@ class VLLMGenerator(Generator):
             seed=params.seed if params.temperature > 0 else None,
         )
 
-    def _stream_one(self, prompt: Prompt, params: GenerationParams) -> Iterator[AnswerChunk]:
+    def _stream_one(self, prompt: Prompt, params: GenerationParams) -> AnswerChunks:
         text = self.render(prompt)
         engine = self.engine()
         request_id = f"ragkit-{uuid.uuid4().hex}"

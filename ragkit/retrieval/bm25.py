@@ -67,10 +67,10 @@ class BM25Retriever(Retriever):
     def warm_up(self) -> None:
         """Build (or rebuild after the store grew or shrank) the BM25 index, once per change;
         the lazy-load convention of `ragkit.protocols.WarmUp`."""
-        from_store = hasattr(self.corpus, "get_chunks")
-        size = self.corpus.count() if from_store else len(self.corpus)
-        if from_store and size == 0 and hasattr(self.corpus, "require_chunks"):
-            self.corpus.require_chunks()  # a missing or empty index is an error, not no match
+        corpus = self.corpus  # a list once `__init__` has read any other iterable of chunks
+        size = len(corpus) if isinstance(corpus, list) else corpus.count()
+        if not isinstance(corpus, list) and size == 0 and hasattr(corpus, "require_chunks"):
+            corpus.require_chunks()  # a missing or empty index is an error, not no match
         if self._index is not None and size == self._built_at:
             return
         with self._lock:
@@ -78,7 +78,7 @@ class BM25Retriever(Retriever):
                 return
             import bm25s
 
-            chunks = self.corpus.get_chunks() if from_store else list(self.corpus)
+            chunks = list(corpus) if isinstance(corpus, list) else corpus.get_chunks()
             index = bm25s.BM25()
             if chunks:
                 index.index(

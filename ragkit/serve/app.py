@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -96,11 +97,9 @@ def create_app(
     for name, rag in pipelines.items():
         key = id(rag.generator)
         if key not in gates:
-            capacity = settings.max_concurrency or getattr(rag.generator, "max_concurrency", 1)
+            capacity = settings.max_concurrency or int(getattr(rag.generator, "max_concurrency", 1))
             gates[key] = GenerationGate(
-                capacity,
-                settings.max_queue,
-                lambda running, waiting, name=name: metrics.set_gate(name, running, waiting),
+                capacity, settings.max_queue, functools.partial(metrics.set_gate, name)
             )
             metrics.set_gate(name, 0, 0)
             metrics.set_gauge("ragkit_max_concurrency", capacity, {"generator": name})

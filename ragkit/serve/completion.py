@@ -173,7 +173,7 @@ class CompletionRun:
                 self.metrics.inc("ragkit_shutdown_interrupted_total")
             err = pipeline_error(exc)
             self.metrics.inc("ragkit_stream_errors_total", {"status": str(err.status)})
-            yield f"data: {JSONResponse(err.body()).body.decode()}\n\n"
+            yield f"data: {bytes(JSONResponse(err.body()).body).decode()}\n\n"
             yield "data: [DONE]\n\n"
         finally:
             self._done()

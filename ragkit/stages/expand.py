@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, Field, model_validator
@@ -49,7 +49,7 @@ class _Expander(BatchedRunnable[ExpandInput, list[Retrieved]]):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     source: Any  # a store, or anything with `get_chunks(ids=, where=)` (a ChunkSource)
-    name: ClassVar[str] = "expand"
+    name: str = "expand"  # the run name in traces and the mode marked on merged passages
 
     def _run_batch(
         self, inputs: list[ExpandInput], config: list[RunnableConfig] | None = None
@@ -84,7 +84,7 @@ class SentenceWindow(_Expander):
     """Each hit completed to whole sentences, with `sentences` more on each side."""
 
     sentences: int = Field(2, ge=0)
-    name: ClassVar[str] = "window"
+    name: str = "window"
 
     def _spans(self, hits: list[Retrieved], docs: dict[str, DocumentChunks]) -> list[Span | None]:
         spans: list[Span | None] = [None] * len(hits)
@@ -147,7 +147,7 @@ class ParentChunks(_Expander):
 
     parent_chunks: int = Field(4, ge=2)
     min_hits: int = Field(2, ge=1)
-    name: ClassVar[str] = "parent"
+    name: str = "parent"
 
     @model_validator(mode="after")
     def _check(self) -> ParentChunks:

@@ -9,7 +9,7 @@ computes the new passages. The loop stops early for a question whose answer stop
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -75,9 +75,9 @@ class IterRetGen(PipelineRunnable):
     def with_retriever(self, retriever: Runnable) -> IterRetGen:
         return self.model_copy(update={"pipeline": self.pipeline.with_retriever(retriever)})
 
-    def stream(
+    def stream(  # type: ignore[override]
         self, input: PipelineInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[AnswerChunk]:
+    ) -> Generator[AnswerChunk, None, None]:
         """Drafts are computed silently; the last round's generation streams token by token."""
         state = _State.start(to_query(input))
         self._first_round([state], config)
@@ -88,7 +88,7 @@ class IterRetGen(PipelineRunnable):
             if number < self.rounds:
                 self._generate([state], number, config)
                 continue
-            for piece in self.pipeline.generator.stream(state.prompt, config):
+            for piece in self.pipeline.generator.stream(state.placed, config):
                 if piece.answer is None:
                     yield piece
                 else:
@@ -134,7 +134,7 @@ class IterRetGen(PipelineRunnable):
         found = self.pipeline.retrieve(queries, config, search=[[q] for q in queries])
         for state, query, hits in zip(states, queries, found, strict=True):
             state.add([query.question], hits)
-            state.prompt = self.pipeline.assembler.extend(state.prompt, hits)
+            state.prompt = self.pipeline.assembler.extend(state.placed, hits)
 
     def _generate(self, states: list[_State], number: int, config: RunnableConfig | None) -> None:
         answers = self.pipeline.generator.batch([s.prompt for s in states], config)
@@ -142,10 +142,10 @@ class IterRetGen(PipelineRunnable):
             state.record(number, answer, self.stop_when_stable)
 
     def _final(self, state: _State) -> Answer:
-        segments_by_id = {s.chunk_id for s in state.prompt.segments}
+        segments_by_id = {s.chunk_id for s in state.placed.segments}
         in_prompt = [h for h in state.all_hits if h.chunk.id in segments_by_id]
         answer = dataclasses.replace(state.answers[-1], usage=_total(state.answers))
-        final = self.pipeline.finish(answer, state.query, state.prompt, in_prompt)
+        final = self.pipeline.finish(answer, state.query, state.placed, in_prompt)
         return dataclasses.replace(final, trace=tuple(state.trace))
 
 
@@ -170,9 +170,14 @@ class _State:
         self.all_hits.extend(h for h in hits if h.chunk.id not in seen)
         self.pending = {"queries": list(queries), "chunk_ids": [h.chunk.id for h in hits]}
 
+    @property
+    def placed(self) -> Prompt:
+        """The prompt so far, which the first round sets before anything reads it."""
+        assert self.prompt is not None, "the first round sets the prompt"
+        return self.prompt
+
     def record(self, number: int, answer: Answer, stop_when_stable: bool) -> None:
-        assert self.prompt is not None
-        new_ids = [s.chunk_id for s in self.prompt.segments]
+        new_ids = [s.chunk_id for s in self.placed.segments]
         self.trace.append(
             {
                 "round": number,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from ragkit.errors import ConfigError
 from ragkit.eval import metrics
@@ -63,6 +64,7 @@ def in_memory(rag: Pipeline, chunks: Sequence[Chunk]) -> Pipeline:
     """The pipeline with its BM25 retriever over `chunks` instead of a store, so lexical
     variants need no embedding pass; a retriever wrapping BM25 (conversational search) keeps
     its wrapper, and an expander reads its neighbours from the same chunks."""
+    from ragkit.pipeline import RAGPipeline
     from ragkit.retrieval.bm25 import BM25Retriever
     from ragkit.stages.history import HistorySearch
     from ragkit.stages.neighbours import ChunkList
@@ -79,8 +81,8 @@ def in_memory(rag: Pipeline, chunks: Sequence[Chunk]) -> Pipeline:
         rag = rag.with_retriever(outer.model_copy(update={"retriever": lexical}))
     else:
         rag = rag.with_retriever(lexical)
-    expander = getattr(rag, "expander", None)
-    if getattr(expander, "source", None) is not None:
+    expander: Any = getattr(rag, "expander", None)
+    if isinstance(rag, RAGPipeline) and getattr(expander, "source", None) is not None:
         reader = expander.model_copy(update={"source": ChunkList(chunks)})
         rag = rag.model_copy(update={"expander": reader})
     return rag
