@@ -46,13 +46,13 @@ phase "chromium (overlapped)"
 "$BIN/python" -m mypy || failed+=("mypy")
 phase "mypy (ragkit/)"
 
-RAGKIT_LLAMA_SERVER_PENDING=1 "$BIN/python" -m pytest -q -rs -n "$WORKERS" -m "not llama_server" ||
+RAGKIT_LLAMA_SERVER_PENDING=1 "$BIN/python" -m pytest -q -rs -n "$WORKERS" --dist loadgroup -m "not llama_server" ||
 	failed+=("tests")
 phase "tests not needing llama-server"
 
 if wait "$llama_build"; then
 	phase "llama-server build (rest of it)"
-	"$BIN/python" -m pytest -q -rs -n "$WORKERS" -m "llama_server" || failed+=("llama-server tests")
+	"$BIN/python" -m pytest -q -rs -n "$WORKERS" --dist loadgroup -m "llama_server" || failed+=("llama-server tests")
 	phase "tests on llama-server"
 else
 	cat "$logs/llama-server.log"

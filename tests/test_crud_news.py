@@ -113,7 +113,7 @@ def test_real_crud_news_suite(crud_rag_dir):
 @pytest.mark.slow
 def test_eval_runs_the_crud_news_suite_with_the_packaged_judge(crud_rag_dir, tmp_path):
     args = [
-        "eval", "--suite", "crud-news", "--data", str(crud_rag_dir), "--articles", "300",
+        "eval", "--suite", "crud-news", "--data", str(crud_rag_dir), "--articles", "40",
         "--limit", "1", "-p", "best", "--no-ragas", "--store", str(tmp_path / "idx"),
         "--run-dir", str(tmp_path / "run"), "--judge-cache", str(tmp_path / "judge.sqlite"),
     ]  # fmt: skip
