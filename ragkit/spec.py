@@ -20,10 +20,21 @@ from pydantic import (
     model_validator,
 )
 
-from ragkit import components
 from ragkit.errors import ConfigError
 from ragkit.models import DEFAULT_EMBEDDING_MODEL
-from ragkit.registry import IMPORT_PATH, Registry, import_class, options_model
+from ragkit.registry import (
+    COMPRESSORS,
+    EXPANDERS,
+    GENERATORS,
+    IMPORT_PATH,
+    REGISTRIES,
+    RERANKERS,
+    RETRIEVERS,
+    REWRITERS,
+    Registry,
+    import_class,
+    options_model,
+)
 from ragkit.resources import pipelines_dir
 
 
@@ -47,8 +58,13 @@ class _Spec(BaseModel):
 
 class _Pluggable(_Spec):
     """A section whose `kind` resolves through a registry: a registered name, or a user's class
-    as `module:Class` whose constructor takes `options` (checked when the spec is loaded)."""
+    as `module:Class` whose constructor takes `options` (checked when the spec is loaded).
 
+    A registered kind's typed options are checked here: the section keys it reads must hold
+    what it needs (`generator.base_url` for `openai`), and a key that only this kind takes (a
+    kind registered from outside the package) is a key of the section for that kind alone."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
     _registry: ClassVar[Registry]
     _kind_field: ClassVar[str] = "kind"
     options: dict[str, Any] = Field(default_factory=dict)
@@ -67,6 +83,45 @@ class _Pluggable(_Spec):
                 "keys of this section"
             )
         return self
+
+    @model_validator(mode="after")
+    def _kind_takes_its_keys(self) -> _Pluggable:
+        kind = getattr(self, self._kind_field)
+        entry = self._registry.entry(kind)
+        model = None if entry is None else entry.options
+        taken = set() if model is None else set(model.model_fields)
+        for key, value in (self.model_extra or {}).items():
+            if key not in taken:
+                raise SettingError(key, value, "unknown key")
+        if model is not None:
+            try:
+                model.model_validate(self._given(model))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                key = ".".join(str(p) for p in first["loc"])
+                if first["type"] == "missing":
+                    hint = model.model_fields[key].description
+                    where = f"{self._registry.section}.{self._kind_field}"
+                    reason = f"required when {where} is {kind!r}{f' ({hint})' if hint else ''}"
+                    raise SettingError(key, None, reason) from None
+                reason = first["msg"].removeprefix("Value error, ")
+                raise SettingError(key, first.get("input"), reason) from None
+        return self
+
+    def _given(self, model: type[BaseModel]) -> dict[str, Any]:
+        """The values of the keys `model` reads: the section's own (unset ones left out, so a
+        kind's defaults apply) and those only this kind takes."""
+        own = {k: getattr(self, k) for k in model.model_fields if k in type(self).model_fields}
+        return {**{k: v for k, v in own.items() if v is not None}, **(self.model_extra or {})}
+
+    @property
+    def settings(self) -> BaseModel | None:
+        """The registered kind's typed options, as its maker reads them (None for a kind
+        without an options model, or a user's class, which takes `options`)."""
+        entry = self._registry.entry(getattr(self, self._kind_field))
+        if entry is None or entry.options is None:
+            return None
+        return entry.options.model_validate(self._given(entry.options))
 
     @property
     def plugin(self) -> str | None:
@@ -112,7 +167,7 @@ class ChunkerSpec(_Spec):
 
 
 class RetrieverSpec(_Pluggable):
-    _registry = components.RETRIEVERS
+    _registry = RETRIEVERS
     kind: str = "dense"
     top_k: int = Field(5, gt=0, le=200)
     candidate_k: int = Field(20, gt=0, le=1000)
@@ -121,7 +176,7 @@ class RetrieverSpec(_Pluggable):
 
 
 class GeneratorSpec(_Pluggable):
-    _registry = components.GENERATORS
+    _registry = GENERATORS
     kind: str = "local"
     model: str | None = None
     base_url: str | None = None
@@ -139,17 +194,6 @@ class GeneratorSpec(_Pluggable):
     passage_cache_dir: str | None = None  # passage KV computed ahead by `ragkit kv warm`
     # Requests served at once; unset, the backend's own default (a model server takes many).
     max_concurrency: int | None = Field(None, gt=0, le=10_000)
-
-    @model_validator(mode="after")
-    def _backend_needs(self) -> GeneratorSpec:
-        # What a backend cannot start without, checked when the spec loads, not when it runs.
-        if self.kind == "openai" and not self.base_url:
-            raise SettingError(
-                "base_url", self.base_url, "required when generator.kind is 'openai'"
-            )
-        if self.kind == "vllm" and not self.model:
-            raise SettingError("model", None, "required when generator.kind is 'vllm'")
-        return self
 
     @model_validator(mode="after")
     def _passages_are_local(self) -> GeneratorSpec:
@@ -182,7 +226,7 @@ class PromptSpec(_Spec):
 class RewriteSpec(_Pluggable):
     # Follow-ups in a conversation: `standalone` has the model resolve them from the history;
     # `history` searches them with the user's earlier questions (no model call).
-    _registry = components.REWRITERS
+    _registry = REWRITERS
     _kind_field = "mode"
     mode: str = "rewrite"
     n: int = Field(3, gt=0, le=10)  # rewrites for multi-query
@@ -192,22 +236,10 @@ class RewriteSpec(_Pluggable):
 
 
 class RerankSpec(_Pluggable):
-    _registry = components.RERANKERS
+    _registry = RERANKERS
     kind: str = "embedder"
     model: str | None = None
     candidates: int = Field(20, gt=0, le=500)
-
-    @model_validator(mode="after")
-    def _backend_needs(self) -> RerankSpec:
-        if self.kind == "cross-encoder" and not self.model:
-            raise SettingError(
-                "model",
-                self.model,
-                "required when rerank.kind is 'cross-encoder' (a hub name such as "
-                "'BAAI/bge-reranker-base' or a local folder); no cross-encoder ships offline, "
-                "use kind 'embedder' or 'rrf' instead",
-            )
-        return self
 
 
 class ExpandSpec(_Pluggable):
@@ -215,7 +247,7 @@ class ExpandSpec(_Pluggable):
     `ragkit.stages.expand`): `window` adds `sentences` sentences on each side; `parent` returns
     the block of `parent_chunks` consecutive chunks when at least `min_hits` of them were hit."""
 
-    _registry = components.EXPANDERS
+    _registry = EXPANDERS
     _kind_field = "mode"
     mode: str = "window"
     sentences: int = Field(2, ge=0, le=50)
@@ -236,7 +268,7 @@ class CompressSpec(_Pluggable):
     `ragkit.stages.compress`), at most `max_tokens` chunker tokens over all passages: `extract`
     ranks sentences by `scorer`; `model` keeps the sentences the generator picks."""
 
-    _registry = components.COMPRESSORS
+    _registry = COMPRESSORS
     _kind_field = "mode"
     mode: str = "extract"
     max_tokens: int = Field(400, gt=0, le=32768)
@@ -267,11 +299,10 @@ class PipelineSpec(_Spec):
     def with_store(
         self, location: str | None = None, collection: str | None = None
     ) -> PipelineSpec:
-        """The same pipeline against another index (a CLI `--store`/`--collection` override)."""
-        store = self.store.model_copy(
-            update={k: v for k, v in {"location": location, "collection": collection}.items() if v}
-        )
-        return self.model_copy(update={"store": store})
+        """The same pipeline against another index (a CLI `--store`/`--collection` override),
+        validated as YAML is (a collection name chroma refuses fails here, in one line)."""
+        given = {k: v for k, v in {"location": location, "collection": collection}.items() if v}
+        return self.override(store=given) if given else self
 
     def override(self, **sections: Any) -> PipelineSpec:
         """This spec with some settings changed, validated exactly as YAML would be.
@@ -286,6 +317,11 @@ class PipelineSpec(_Spec):
             else:
                 raw[name] = value
         return parse_spec(raw, origin=f"pipeline {self.name!r}")
+
+
+def section_kind(section: _Spec) -> str:
+    """The registered kind or import path a pluggable section names (its `kind` or `mode`)."""
+    return str(getattr(section, section._kind_field))  # type: ignore[attr-defined]
 
 
 def pipeline_names() -> list[str]:
@@ -357,7 +393,7 @@ def describe(exc: ValidationError, prefix: str = "") -> str:
 def plugin_problem(spec: PipelineSpec) -> str | None:
     """`key: reason` when a user's class named by import path does not import, is not the kind
     of component its section needs, or does not take its options; None when all are fine."""
-    for name in ("retriever", "generator", "rewrite", "rerank", "expand", "compress"):
+    for name in REGISTRIES:
         section = getattr(spec, name)
         if section is None or section.plugin is None:
             continue

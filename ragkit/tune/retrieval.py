@@ -12,7 +12,8 @@ from ragkit.eval import metrics
 from ragkit.eval.scoring import retrieved_gold_ids
 from ragkit.eval.tasks import EvalItem
 from ragkit.protocols import Pipeline
-from ragkit.spec import PipelineSpec
+from ragkit.registry import REGISTRIES
+from ragkit.spec import PipelineSpec, section_kind
 from ragkit.types import Answer, Chunk, Retrieved
 
 # Scores computed from the ranked chunks alone, no generation; `answer_*` count a hit when a
@@ -25,8 +26,6 @@ RETRIEVAL_METRICS = (
     "answer_recall@5",
     "answer_mrr@10",
 )
-# Stages that call the generator while retrieving; only then do generator settings matter here.
-_MODEL_REWRITES = {"rewrite", "multi-query", "hyde", "standalone"}
 
 
 def chunking_key(spec: PipelineSpec) -> str:
@@ -48,16 +47,26 @@ def retrieval_key(spec: PipelineSpec) -> str:
     return json.dumps(body, sort_keys=True)
 
 
+def uses(spec: PipelineSpec, what: str, sections: tuple[str, ...] = tuple(REGISTRIES)) -> bool:
+    """Whether any of the spec's `sections` is of a kind that uses `what` (see
+    `ragkit.registry.USES`), as its registry entry (or a user's class) says."""
+    for name in sections:
+        section = getattr(spec, name)
+        if section is not None and REGISTRIES[name].uses(section_kind(section), what):
+            return True
+    return False
+
+
 def uses_generator(spec: PipelineSpec) -> bool:
-    rewrites = spec.rewrite is not None and spec.rewrite.mode in _MODEL_REWRITES
-    judged = spec.rerank is not None and spec.rerank.kind == "llm-judge"
-    picked = spec.compress is not None and spec.compress.mode == "model"
-    return rewrites or judged or picked or spec.iterate is not None
+    """Whether retrieving calls the generator; only then do generator settings matter here.
+    Iter-RetGen's later rounds search with the generator's draft."""
+    stages = tuple(name for name in REGISTRIES if name != "generator")
+    return uses(spec, "generator", stages) or spec.iterate is not None
 
 
 def needs_embeddings(spec: PipelineSpec) -> bool:
     """Whether the variant searches stored vectors (a lexical-only variant does not)."""
-    return spec.retriever.kind != "bm25" or spec.rewrite is not None and spec.rewrite.mode == "hyde"
+    return uses(spec, "embedder", ("retriever", "rewrite"))
 
 
 def in_memory(rag: Pipeline, chunks: Sequence[Chunk]) -> Pipeline:
