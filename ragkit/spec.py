@@ -95,7 +95,7 @@ class _Pluggable(_Spec):
                 raise SettingError(key, value, "unknown key")
         if model is not None:
             try:
-                model.model_validate(self._given(model))
+                checked = model.model_validate(self._given(model))
             except ValidationError as exc:
                 first = exc.errors()[0]
                 key = ".".join(str(p) for p in first["loc"])
@@ -106,6 +106,15 @@ class _Pluggable(_Spec):
                     raise SettingError(key, None, reason) from None
                 reason = first["msg"].removeprefix("Value error, ")
                 raise SettingError(key, first.get("input"), reason) from None
+            # A kind's own key set to its default is dropped, so it makes the same spec as the
+            # key left unset (one tune variant, one cache entry) and does not stand in the way
+            # of switching to another kind.
+            extra = self.__pydantic_extra__ or {}
+            for key in list(extra):
+                if getattr(checked, key) == model.model_fields[key].get_default(
+                    call_default_factory=True
+                ):
+                    del extra[key]
         return self
 
     def _given(self, model: type[BaseModel]) -> dict[str, Any]:
@@ -313,10 +322,23 @@ class PipelineSpec(_Spec):
         raw = self.model_dump()
         for name, value in sections.items():
             if isinstance(value, Mapping) and isinstance(raw.get(name), dict):
-                raw[name] = {**raw[name], **value}
+                raw[name] = {**_kind_keys_dropped(getattr(self, name), value), **value}
             else:
                 raw[name] = value
         return parse_spec(raw, origin=f"pipeline {self.name!r}")
+
+
+def _kind_keys_dropped(section: _Spec, change: Mapping[str, Any]) -> dict[str, Any]:
+    """A section's settings for an override: when the change names another kind, the keys only
+    the old kind took go (its `options` too, which belong to a class)."""
+    raw = section.model_dump()
+    if not isinstance(section, _Pluggable) or change.get(section._kind_field) in (
+        None,
+        getattr(section, section._kind_field),
+    ):
+        return raw
+    own = set(section.model_extra or {}) | {"options"}
+    return {k: v for k, v in raw.items() if k not in own}
 
 
 def section_kind(section: _Spec) -> str:
