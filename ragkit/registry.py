@@ -208,7 +208,7 @@ def section_options(
         else:
             fields[key] = (info.annotation, info)
     config = ConfigDict(extra="forbid")
-    return create_model(name, __config__=config, **fields)  # type: ignore[call-overload, no-any-return]
+    return create_model(name, __config__=config, **fields)
 
 
 def _without_none(annotation: Any) -> Any:
