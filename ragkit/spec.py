@@ -296,8 +296,10 @@ class PipelineSpec(_Spec):
     store: StoreSpec = StoreSpec()
     embedder: EmbedderSpec = EmbedderSpec()
     chunker: ChunkerSpec = ChunkerSpec()
-    retriever: RetrieverSpec = RetrieverSpec()
-    generator: GeneratorSpec = GeneratorSpec()
+    # Made on use, not at import: a kind is checked against its registry, which loads the
+    # built-in kinds, which read these classes.
+    retriever: RetrieverSpec = Field(default_factory=RetrieverSpec)
+    generator: GeneratorSpec = Field(default_factory=GeneratorSpec)
     prompt: PromptSpec = PromptSpec()
     rewrite: RewriteSpec | None = None
     rerank: RerankSpec | None = None

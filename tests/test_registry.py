@@ -5,6 +5,8 @@ the spec, the component table, the tuner or the benchmarks."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Sequence
@@ -179,3 +181,11 @@ def test_kinds_lists_every_registered_kind_with_its_keys_and_uses():
     assert "keys: max_new_tokens, shout" in echo
     history = next(line for line in lines if line.strip().startswith("history:"))
     assert "uses: retriever" in history
+
+
+@pytest.mark.parametrize("first", ["ragkit.components", "ragkit.stages.factory", "ragkit.cli"])
+def test_the_kinds_load_whichever_module_comes_first(first):
+    code = f"import {first}; from ragkit.spec import PipelineSpec; print(PipelineSpec().retriever)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "kind='dense'" in out.stdout

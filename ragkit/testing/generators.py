@@ -20,8 +20,8 @@ class GeneratorContract:
     greedy (temperature 0), so that the same prompt gives the same text every time.
 
     `cancellation` says what a generation started with its caller's cancel event already set
-    does (see `ragkit.generation.cancel`): `raises` (`cancelled_error`), `truncates` (ends
-    early with what it has), or None when the backend does not watch the event.
+    does (see `ragkit.generation.cancel`): `raises` (`cancelled_error`), `truncates` (its
+    stream ends early with what it has), or None when the backend does not watch the event.
     """
 
     prompt: ClassVar[str] = "Describe a river in two sentences."
@@ -101,6 +101,9 @@ class GeneratorContract:
                 with pytest.raises(self.cancelled_error):
                     self._invoke(generator, self.prompt)
                 return
-            cut = self._invoke(generator, self.prompt)
+            # A stream is what a caller can give up on part-way (a server's client leaving).
+            chunks = list(generator.stream(self.prompt, max_new_tokens=self.max_new_tokens))
+        cut = chunks[-1].answer
+        assert cut is not None, "a stopped stream still ends with its Answer"
         assert cut.usage.completion_tokens < full.usage.completion_tokens
         assert full.text.startswith(cut.text)
