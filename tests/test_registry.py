@@ -170,6 +170,20 @@ def test_a_registered_kind_joins_a_tune_space(tmp_path):
     assert len(tune_space.check(tune_space.load_space(path), on_terms).draw()) == 2
 
 
+def test_a_sweep_searches_a_registered_kind_from_chunks_in_memory(tmp_path, scripted_spec):
+    from ragkit import build
+    from ragkit.tune.retrieval import in_memory
+
+    chunks = build.store(scripted_spec).get_chunks()
+    spec = scripted_spec.with_store(str(tmp_path / "empty")).override(
+        retriever={"kind": "terms-test", "top_k": 2, "min_count": 2}
+    )
+    rag = build.pipeline(spec)
+    assert rag.retrieve([Query(QUESTION)]) == [[]]  # its own store is empty
+    [hits] = in_memory(rag, chunks, spec).retrieve([Query(QUESTION)])
+    assert len(hits) == 2 and "Varrow Point" in hits[0].chunk.text
+
+
 def test_kinds_lists_every_registered_kind_with_its_keys_and_uses():
     result = CliRunner().invoke(app, ["kinds"], catch_exceptions=False)
     assert result.exit_code == 0

@@ -12,7 +12,7 @@ from ragkit.eval import metrics
 from ragkit.eval.scoring import retrieved_gold_ids
 from ragkit.eval.tasks import EvalItem
 from ragkit.protocols import Pipeline
-from ragkit.registry import REGISTRIES
+from ragkit.registry import REGISTRIES, RETRIEVERS, Parts
 from ragkit.spec import PipelineSpec, section_kind
 from ragkit.types import Answer, Chunk, Retrieved
 
@@ -69,10 +69,11 @@ def needs_embeddings(spec: PipelineSpec) -> bool:
     return uses(spec, "embedder", ("retriever", "rewrite"))
 
 
-def in_memory(rag: Pipeline, chunks: Sequence[Chunk]) -> Pipeline:
-    """The pipeline with its BM25 retriever over `chunks` instead of a store, so lexical
-    variants need no embedding pass; a retriever wrapping BM25 (conversational search) keeps
-    its wrapper, and an expander reads its neighbours from the same chunks."""
+def in_memory(rag: Pipeline, chunks: Sequence[Chunk], spec: PipelineSpec | None = None) -> Pipeline:
+    """The pipeline with its retriever over `chunks` instead of a store, so variants that
+    search no vectors need no embedding pass: BM25 over the chunks, or any other kind `spec`
+    names remade with the chunks as its store. A retriever wrapping it (conversational search)
+    keeps its wrapper, and an expander reads its neighbours from the same chunks."""
     from ragkit.pipeline import RAGPipeline
     from ragkit.retrieval.bm25 import BM25Retriever
     from ragkit.stages.history import HistorySearch
@@ -80,12 +81,20 @@ def in_memory(rag: Pipeline, chunks: Sequence[Chunk]) -> Pipeline:
 
     outer = rag.retriever
     inner = outer.retriever if isinstance(outer, HistorySearch) else outer
-    if not isinstance(inner, BM25Retriever):
-        raise ConfigError(
-            f"pipeline {rag.pipeline_name!r}: an in-memory index needs a BM25 retriever,"
-            f" got {type(inner).__name__}"
+    lexical: Any
+    if isinstance(inner, BM25Retriever):
+        lexical = BM25Retriever.from_chunks(chunks, top_k=inner.top_k, terms=inner.terms)
+    elif spec is not None and not needs_embeddings(spec):
+        section = spec.retriever.model_copy(
+            update={"top_k": getattr(inner, "top_k", spec.retriever.top_k)}
         )
-    lexical = BM25Retriever.from_chunks(chunks, top_k=inner.top_k, terms=inner.terms)
+        listed = ChunkList(chunks)
+        lexical = RETRIEVERS.build(section_kind(section), section, Parts(store=lambda: listed))
+    else:
+        raise ConfigError(
+            f"pipeline {rag.pipeline_name!r}: an in-memory index needs a retriever that"
+            f" searches no vectors, got {type(inner).__name__}"
+        )
     if isinstance(outer, HistorySearch):
         rag = rag.with_retriever(outer.model_copy(update={"retriever": lexical}))
     else:
