@@ -31,6 +31,7 @@ from ragkit import build  # noqa: E402
 from ragkit.eval.metrics import answer_rank, contains_reference  # noqa: E402
 from ragkit.models import cache_dir  # noqa: E402
 from ragkit.spec import PipelineSpec, load_spec  # noqa: E402
+from ragkit.tune.retrieval import needs_embeddings, uses_generator  # noqa: E402
 from ragkit.types import Query  # noqa: E402
 
 CRUD = REPO.parent / "shared" / "data" / "crud-rag"
@@ -44,7 +45,6 @@ NAMED = [
     "best",
     "chat",
 ]
-NEEDS_LLM = {"rewrite-retrieve-read", "multi-query", "hyde", "iter-retgen", "chat"}
 DEPTH = 10
 # "NAME+bm25": the named pipeline with `best`'s retriever (BM25 over words + character bigrams)
 # in place of its own, so a stage's effect on Chinese is measured against the retriever it adds to.
@@ -155,10 +155,12 @@ def measure(
     rows = []
     subset_baseline_done = False
     for name in names:
-        if chunks is not None and spec_for(name, location, collection).retriever.kind != "bm25":
+        spec = spec_for(name, location, collection)
+        if chunks is not None and needs_embeddings(spec):
             print(f"skipped {name}: needs embeddings (run without --lexical-only)", flush=True)
             continue
-        llm = name.removesuffix(ON_BEST_RETRIEVER) in NEEDS_LLM
+        # Pipelines whose search calls the generator run on the first `llm_questions` only.
+        llm = uses_generator(spec)
         subset = list(items[:llm_questions]) if llm else list(items)
         if llm and not subset_baseline_done and len(subset) < len(items):
             for baseline in SUBSET_BASELINES:

@@ -9,10 +9,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ragkit.components import GENERATORS, RETRIEVERS
 from ragkit.errors import ConfigError
-from ragkit.protocols import Embedder, Generator, Pipeline, Retriever
-from ragkit.registry import Parts
+from ragkit.protocols import Pipeline, SupportsEmbedding, SupportsGeneration, SupportsRetrieval
+from ragkit.registry import GENERATORS, RETRIEVERS, REWRITERS, Parts
 from ragkit.spec import EmbedderSpec, GeneratorSpec, PipelineSpec, StoreSpec, load_spec
 
 if TYPE_CHECKING:
@@ -26,7 +25,7 @@ _registry: dict[tuple[str, Any], Any] = {}
 
 
 @cache
-def _embedder(spec: EmbedderSpec) -> Embedder:
+def _embedder(spec: EmbedderSpec) -> SupportsEmbedding:
     from ragkit.embedding import Embedder
     from ragkit.retrieval.e5 import E5Embedder, is_e5
 
@@ -47,24 +46,24 @@ def _store(spec: StoreSpec, embedding_model: str) -> ChromaStore:
 
 
 @cache
-def _generator(spec: GeneratorSpec) -> Generator:
+def _generator(spec: GeneratorSpec) -> SupportsGeneration:
     # Cached per generator section, so it may use no other part of a pipeline.
     return GENERATORS.build(spec.kind, spec, Parts())
 
 
-def register_embedder(spec: EmbedderSpec, instance: Embedder) -> None:
+def register_embedder(spec: EmbedderSpec, instance: SupportsEmbedding) -> None:
     """Reuse an already loaded embedder for every spec with these settings."""
     with _lock:
         _registry[("embedder", spec)] = instance
 
 
-def register_generator(spec: GeneratorSpec, instance: Generator) -> None:
+def register_generator(spec: GeneratorSpec, instance: SupportsGeneration) -> None:
     """Reuse an already loaded generator for every spec with these settings."""
     with _lock:
         _registry[("generator", spec)] = instance
 
 
-def embedder(spec: PipelineSpec) -> Embedder:
+def embedder(spec: PipelineSpec) -> SupportsEmbedding:
     with _lock:
         return _registry.get(("embedder", spec.embedder)) or _embedder(spec.embedder)
 
@@ -74,7 +73,7 @@ def store(spec: PipelineSpec) -> ChromaStore:
         return _store(spec.store, spec.embedder.model)
 
 
-def generator(spec: PipelineSpec) -> Generator:
+def generator(spec: PipelineSpec) -> SupportsGeneration:
     with _lock:
         return _registry.get(("generator", spec.generator)) or _generator(spec.generator)
 
@@ -95,7 +94,7 @@ def _search_k(spec: PipelineSpec) -> int:
     return k if spec.rerank is None else max(k, spec.rerank.candidates)
 
 
-def retriever(spec: PipelineSpec) -> Retriever:
+def retriever(spec: PipelineSpec) -> SupportsRetrieval:
     r = spec.retriever
     if spec.rerank is not None:
         r = r.model_copy(update={"top_k": _search_k(spec)})
@@ -162,13 +161,17 @@ def pipeline(spec: PipelineSpec) -> Pipeline:
     shared = parts(spec)
     search = retriever(spec)
     rewriter = None
-    if spec.rewrite is not None and spec.rewrite.mode == "history":
-        # Searching with and without the history needs the retriever, not a rewritten query.
-        from ragkit.stages.history import HistorySearch
-
-        # A user's retriever class keeps its own top_k (its options), when it has one.
-        k = getattr(search, "top_k", _search_k(spec))
-        search = HistorySearch(retriever=search, turns=spec.rewrite.turns, top_k=k)
+    if spec.rewrite is not None and REWRITERS.uses(spec.rewrite.mode, "retriever"):
+        # A stage that searches itself (conversational search) wraps the retriever and takes
+        # its place, rather than rewriting the query.
+        wrapping = Parts(
+            generator=lambda: generator(spec),
+            embedder=lambda: embedder(spec),
+            store=lambda: store(spec),
+            retriever=lambda: search,
+            top_k=lambda: _search_k(spec),
+        )
+        search = build_rewriter(spec.rewrite, wrapping)
     elif spec.rewrite is not None:
         rewriter = build_rewriter(spec.rewrite, shared)
     reranker = None if spec.rerank is None else build_reranker(spec.rerank, shared)

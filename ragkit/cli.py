@@ -98,13 +98,7 @@ def _spec(pipeline: str, store: str | None, collection: str | None, top_k: int |
     from ragkit.spec import load_spec
 
     spec = load_spec(pipeline).with_store(store, collection)
-    if top_k is not None:
-        if top_k <= 0:
-            raise ValueError(f"--top-k must be > 0, got {top_k}")
-        spec = spec.model_copy(
-            update={"retriever": spec.retriever.model_copy(update={"top_k": top_k})}
-        )
-    return spec
+    return spec if top_k is None else spec.override(retriever={"top_k": top_k})
 
 
 @app.command()
@@ -270,6 +264,19 @@ def info(
         f"retriever {spec.retriever.kind} top-{spec.retriever.top_k}, "
         f"generator {g.kind} {g.model or 'packaged'}{' at ' + g.base_url if g.base_url else ''}"
     )
+
+
+@app.command()
+@_one_line_errors
+def kinds() -> None:
+    """List every kind a pipeline YAML may name per section: its keys and what it uses."""
+    from ragkit.registry import REGISTRIES
+
+    for section, registry in REGISTRIES.items():
+        typer.echo(f"{section}.{registry.key}:")
+        for line in registry.describe():
+            typer.echo(f"  {line}")
+    typer.echo("or a 'module:Class' import path, with its settings under `options`")
 
 
 @app.command("eval")

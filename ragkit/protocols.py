@@ -1,5 +1,10 @@
 """The boundaries between components, as structural types: anything with these methods fits,
-so a user's store, embedder or generator plugs in without subclassing ragkit's own."""
+so a user's store, embedder or generator plugs in without subclassing ragkit's own.
+
+Each is named for the capability it asks for (`SupportsEmbedding`), so none shares a name with
+a concrete base class (`ragkit.embedding.Embedder`, `ragkit.retrieval.Retriever`). The old names
+(`Embedder`, `Generator`, `Retriever`, `Store`, `WarmUp`) remain as aliases for one release.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ if TYPE_CHECKING:
 
 
 @runtime_checkable
-class WarmUp(Protocol):
+class SupportsWarmUp(Protocol):
     """The one lazy-load convention: a component that loads a model or builds an index on first
     use does it in `warm_up()` (idempotent, thread-safe where callers may race), so a server or a
     benchmark can pay the cost up front by calling it."""
@@ -27,7 +32,7 @@ class WarmUp(Protocol):
 
 
 @runtime_checkable
-class Embedder(Protocol):
+class SupportsEmbedding(Protocol):
     """Text → unit vectors; queries and passages may get different prefixes.
 
     Only methods belong here: `isinstance` checks of a protocol touch every member, and a
@@ -51,7 +56,7 @@ class ChunkSource(Protocol):
 
 
 @runtime_checkable
-class Store(ChunkSource, Protocol):
+class SupportsStorage(ChunkSource, Protocol):
     """A vector index of chunks: written by ingestion, searched by dense retrieval."""
 
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None: ...
@@ -64,7 +69,7 @@ class Store(ChunkSource, Protocol):
 
 
 @runtime_checkable
-class Generator(Protocol):
+class SupportsGeneration(Protocol):
     """Prompt → Answer as a langchain-core Runnable; `stream` ends with the finished Answer."""
 
     def invoke(self, input: Prompt | str, config: Any = None, **kwargs: Any) -> Answer: ...
@@ -77,7 +82,7 @@ class Generator(Protocol):
 
 
 @runtime_checkable
-class Retriever(Protocol):
+class SupportsRetrieval(Protocol):
     """Query → ranked passages as a Runnable; `batch` searches many queries at once."""
 
     def invoke(self, input: Query | str, config: Any = None, **kwargs: Any) -> list[Retrieved]: ...
@@ -85,6 +90,19 @@ class Retriever(Protocol):
     def batch(
         self, inputs: list[Any], config: Any = None, **kwargs: Any
     ) -> list[list[Retrieved]]: ...
+
+
+# Deprecated aliases, kept for one release: use the `Supports*` names.
+WarmUp = SupportsWarmUp
+"""Deprecated: `SupportsWarmUp`."""
+Embedder = SupportsEmbedding
+"""Deprecated: `SupportsEmbedding` (this name is also the concrete `ragkit.embedding.Embedder`)."""
+Store = SupportsStorage
+"""Deprecated: `SupportsStorage`."""
+Generator = SupportsGeneration
+"""Deprecated: `SupportsGeneration`."""
+Retriever = SupportsRetrieval
+"""Deprecated: `SupportsRetrieval` (this name is also the concrete `ragkit.retrieval.Retriever`)."""
 
 
 @runtime_checkable

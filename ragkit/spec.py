@@ -7,12 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -20,59 +18,22 @@ from pydantic import (
     model_validator,
 )
 
-from ragkit import components
 from ragkit.errors import ConfigError
 from ragkit.models import DEFAULT_EMBEDDING_MODEL
-from ragkit.registry import IMPORT_PATH, Registry, import_class, options_model
+from ragkit.registry import (
+    COMPRESSORS,
+    EXPANDERS,
+    GENERATORS,
+    REGISTRIES,
+    RERANKERS,
+    RETRIEVERS,
+    REWRITERS,
+    import_class,
+    options_model,
+)
 from ragkit.resources import pipelines_dir
-
-
-class SettingError(ValueError):
-    """A rule between settings, broken: raised from a section's validator with the key (inside
-    that section) it is about, so the message names that key rather than the whole section."""
-
-    def __init__(self, key: str, value: Any, reason: str) -> None:
-        super().__init__(reason)
-        self.key = key
-        self.value = value
-
-
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def __hash__(self) -> int:
-        # Sections key the shared-model caches; `options` may hold lists and dicts.
-        return hash((type(self), self.model_dump_json()))
-
-
-class _Pluggable(_Spec):
-    """A section whose `kind` resolves through a registry: a registered name, or a user's class
-    as `module:Class` whose constructor takes `options` (checked when the spec is loaded)."""
-
-    _registry: ClassVar[Registry]
-    _kind_field: ClassVar[str] = "kind"
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("kind", "mode", check_fields=False)
-    @classmethod
-    def _known_kind(cls, kind: str) -> str:
-        return cls._registry.check(kind)
-
-    @model_validator(mode="after")
-    def _options_need_a_class(self) -> _Pluggable:
-        kind = getattr(self, self._kind_field)
-        if self.options and not IMPORT_PATH.match(kind):
-            raise ValueError(
-                f"options are for a class named by import path; {kind!r} takes its settings as "
-                "keys of this section"
-            )
-        return self
-
-    @property
-    def plugin(self) -> str | None:
-        """The import path of a user's class, or None for a registered kind."""
-        kind = getattr(self, self._kind_field)
-        return kind if IMPORT_PATH.match(kind) else None
+from ragkit.spec_sections import SettingError, _kind_keys_dropped, _Pluggable, _Spec
+from ragkit.spec_sections import section_kind as section_kind
 
 
 class StoreSpec(_Spec):
@@ -112,7 +73,7 @@ class ChunkerSpec(_Spec):
 
 
 class RetrieverSpec(_Pluggable):
-    _registry = components.RETRIEVERS
+    _registry = RETRIEVERS
     kind: str = "dense"
     top_k: int = Field(5, gt=0, le=200)
     candidate_k: int = Field(20, gt=0, le=1000)
@@ -121,7 +82,7 @@ class RetrieverSpec(_Pluggable):
 
 
 class GeneratorSpec(_Pluggable):
-    _registry = components.GENERATORS
+    _registry = GENERATORS
     kind: str = "local"
     model: str | None = None
     base_url: str | None = None
@@ -139,17 +100,6 @@ class GeneratorSpec(_Pluggable):
     passage_cache_dir: str | None = None  # passage KV computed ahead by `ragkit kv warm`
     # Requests served at once; unset, the backend's own default (a model server takes many).
     max_concurrency: int | None = Field(None, gt=0, le=10_000)
-
-    @model_validator(mode="after")
-    def _backend_needs(self) -> GeneratorSpec:
-        # What a backend cannot start without, checked when the spec loads, not when it runs.
-        if self.kind == "openai" and not self.base_url:
-            raise SettingError(
-                "base_url", self.base_url, "required when generator.kind is 'openai'"
-            )
-        if self.kind == "vllm" and not self.model:
-            raise SettingError("model", None, "required when generator.kind is 'vllm'")
-        return self
 
     @model_validator(mode="after")
     def _passages_are_local(self) -> GeneratorSpec:
@@ -182,7 +132,7 @@ class PromptSpec(_Spec):
 class RewriteSpec(_Pluggable):
     # Follow-ups in a conversation: `standalone` has the model resolve them from the history;
     # `history` searches them with the user's earlier questions (no model call).
-    _registry = components.REWRITERS
+    _registry = REWRITERS
     _kind_field = "mode"
     mode: str = "rewrite"
     n: int = Field(3, gt=0, le=10)  # rewrites for multi-query
@@ -192,22 +142,10 @@ class RewriteSpec(_Pluggable):
 
 
 class RerankSpec(_Pluggable):
-    _registry = components.RERANKERS
+    _registry = RERANKERS
     kind: str = "embedder"
     model: str | None = None
     candidates: int = Field(20, gt=0, le=500)
-
-    @model_validator(mode="after")
-    def _backend_needs(self) -> RerankSpec:
-        if self.kind == "cross-encoder" and not self.model:
-            raise SettingError(
-                "model",
-                self.model,
-                "required when rerank.kind is 'cross-encoder' (a hub name such as "
-                "'BAAI/bge-reranker-base' or a local folder); no cross-encoder ships offline, "
-                "use kind 'embedder' or 'rrf' instead",
-            )
-        return self
 
 
 class ExpandSpec(_Pluggable):
@@ -215,7 +153,7 @@ class ExpandSpec(_Pluggable):
     `ragkit.stages.expand`): `window` adds `sentences` sentences on each side; `parent` returns
     the block of `parent_chunks` consecutive chunks when at least `min_hits` of them were hit."""
 
-    _registry = components.EXPANDERS
+    _registry = EXPANDERS
     _kind_field = "mode"
     mode: str = "window"
     sentences: int = Field(2, ge=0, le=50)
@@ -236,7 +174,7 @@ class CompressSpec(_Pluggable):
     `ragkit.stages.compress`), at most `max_tokens` chunker tokens over all passages: `extract`
     ranks sentences by `scorer`; `model` keeps the sentences the generator picks."""
 
-    _registry = components.COMPRESSORS
+    _registry = COMPRESSORS
     _kind_field = "mode"
     mode: str = "extract"
     max_tokens: int = Field(400, gt=0, le=32768)
@@ -255,8 +193,10 @@ class PipelineSpec(_Spec):
     store: StoreSpec = StoreSpec()
     embedder: EmbedderSpec = EmbedderSpec()
     chunker: ChunkerSpec = ChunkerSpec()
-    retriever: RetrieverSpec = RetrieverSpec()
-    generator: GeneratorSpec = GeneratorSpec()
+    # Made on use, not at import: a kind is checked against its registry, which loads the
+    # built-in kinds, which read these classes.
+    retriever: RetrieverSpec = Field(default_factory=RetrieverSpec)
+    generator: GeneratorSpec = Field(default_factory=GeneratorSpec)
     prompt: PromptSpec = PromptSpec()
     rewrite: RewriteSpec | None = None
     rerank: RerankSpec | None = None
@@ -267,11 +207,10 @@ class PipelineSpec(_Spec):
     def with_store(
         self, location: str | None = None, collection: str | None = None
     ) -> PipelineSpec:
-        """The same pipeline against another index (a CLI `--store`/`--collection` override)."""
-        store = self.store.model_copy(
-            update={k: v for k, v in {"location": location, "collection": collection}.items() if v}
-        )
-        return self.model_copy(update={"store": store})
+        """The same pipeline against another index (a CLI `--store`/`--collection` override),
+        validated as YAML is (a collection name chroma refuses fails here, in one line)."""
+        given = {k: v for k, v in {"location": location, "collection": collection}.items() if v}
+        return self.override(store=given) if given else self
 
     def override(self, **sections: Any) -> PipelineSpec:
         """This spec with some settings changed, validated exactly as YAML would be.
@@ -282,7 +221,7 @@ class PipelineSpec(_Spec):
         raw = self.model_dump()
         for name, value in sections.items():
             if isinstance(value, Mapping) and isinstance(raw.get(name), dict):
-                raw[name] = {**raw[name], **value}
+                raw[name] = {**_kind_keys_dropped(getattr(self, name), value), **value}
             else:
                 raw[name] = value
         return parse_spec(raw, origin=f"pipeline {self.name!r}")
@@ -357,7 +296,7 @@ def describe(exc: ValidationError, prefix: str = "") -> str:
 def plugin_problem(spec: PipelineSpec) -> str | None:
     """`key: reason` when a user's class named by import path does not import, is not the kind
     of component its section needs, or does not take its options; None when all are fine."""
-    for name in ("retriever", "generator", "rewrite", "rerank", "expand", "compress"):
+    for name in REGISTRIES:
         section = getattr(spec, name)
         if section is None or section.plugin is None:
             continue

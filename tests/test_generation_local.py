@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 
@@ -10,7 +9,9 @@ import pytest
 import torch
 
 from ragkit.generation.local import LocalGenerator, converted_folder, resolve_dtype
-from ragkit.types import Answer, AnswerChunk, Prompt, Segment
+from ragkit.generation.scheduler import GenerationCancelled
+from ragkit.testing import GeneratorContract
+from ragkit.types import Answer, Prompt, Segment
 
 pytestmark = pytest.mark.slow
 
@@ -124,30 +125,24 @@ def test_prefix_cache_is_exact_and_reuses_tokens(local_generator, uncached):
             assert on.usage.cached_prompt_tokens < on.usage.prompt_tokens
 
 
-def test_stream_yields_deltas_then_the_answer(local_generator):
+class TestLocalGeneratorContract(GeneratorContract):
+    """Stream joins to invoke, stop strings, usage, batch as invoke, async, cancellation; in
+    float32, where a batch decodes exactly as each prompt alone."""
+
+    cancellation = "raises"
+    cancelled_error = GenerationCancelled
+
+    @pytest.fixture
+    def generator(self, float32_generator):
+        return float32_generator
+
+
+def test_a_rag_prompt_streams_to_the_invoked_answer(local_generator):
     prompt = rag_prompt(1, "Who designed the Kestrel Bridge?")
     chunks = list(local_generator.stream(prompt, max_new_tokens=8))
-    assert all(isinstance(c, AnswerChunk) for c in chunks)
-    final = chunks[-1].answer
-    assert final is not None and chunks[-1].text == ""
-    assert all(c.answer is None for c in chunks[:-1])
     assert len(chunks) > 2
-    assert "".join(c.text for c in chunks).strip() == final.text
-    assert final.text == local_generator.invoke(prompt, max_new_tokens=8).text
-
-
-def test_stop_string_cuts_the_answer(local_generator):
-    prompt = Prompt.plain("Describe a river in two sentences.")
-    full = local_generator.invoke(prompt, max_new_tokens=12).text
-    words = full.split()
-    assert len(words) > 4, full
-    stop = " " + words[3]
-    cut = local_generator.invoke(prompt, max_new_tokens=12, stop=[stop])
-    assert cut.text == full[: full.index(stop)].strip()
-    streamed = "".join(
-        c.text for c in local_generator.stream(prompt, max_new_tokens=12, stop=[stop])
-    )
-    assert streamed.strip() == cut.text
+    assert chunks[-1].answer is not None
+    assert chunks[-1].answer.text == local_generator.invoke(prompt, max_new_tokens=8).text
 
 
 def test_call_time_overrides_win(local_generator):
@@ -200,17 +195,6 @@ def test_concurrent_callers_decode_together(float32_generator):
     for t in threads:
         t.join()
     assert results == [expected] * 2
-
-
-def test_async_invoke_and_stream(local_generator):
-    async def run():
-        answer = await local_generator.ainvoke("Say hello.", max_new_tokens=4)
-        chunks = [c async for c in local_generator.astream("Say hello.", max_new_tokens=4)]
-        return answer, chunks
-
-    answer, chunks = asyncio.run(run())
-    assert chunks[-1].answer is not None
-    assert chunks[-1].answer.text == answer.text
 
 
 def test_cache_byte_bound_with_real_kv(local_generator):

@@ -19,6 +19,7 @@ import pytest
 
 from ragkit.errors import ModelServerError
 from ragkit.generation.openai_compat import OpenAICompatibleGenerator
+from ragkit.testing import GeneratorContract
 from ragkit.types import AnswerChunk, Prompt
 
 LONG_PREFIX = "Reference notes:\n" + "".join(
@@ -66,36 +67,15 @@ def test_stream_yields_deltas_and_usage(client):
 
 
 @pytest.mark.slow
-def test_stream_and_invoke_agree_greedily(client):
-    prompt = Prompt.plain("Name the capital of France in one word.")
-    assert client.invoke(prompt).text == chunks_text(client.stream(prompt))
+class TestOpenAICompatibleContract(GeneratorContract):
+    """Against llama-server: stream joins to invoke, stop strings, usage, batch as invoke,
+    async, and a cancelled caller ends the stream early."""
 
+    cancellation = "truncates"
 
-def chunks_text(chunks) -> str:
-    return "".join(c.text for c in chunks).strip()
-
-
-@pytest.mark.slow
-def test_async_invoke_and_stream(client):
-    async def run():
-        answer = await client.ainvoke("Say the word 'blue'.")
-        chunks = [c async for c in client.astream("Say the word 'blue'.")]
-        return answer, chunks
-
-    answer, chunks = asyncio.run(run())
-    assert answer.text
-    assert chunks[-1].answer is not None
-    assert chunks[-1].answer.text == answer.text
-
-
-@pytest.mark.slow
-def test_batch_and_stop_strings(client):
-    prompts = ["Count from 1 to 9 separated by spaces.", "Say the word 'green'."]
-    answers = client.batch(prompts)
-    assert len(answers) == 2 and all(a.text for a in answers)
-    assert "5" in answers[0].text
-    cut = client.invoke(prompts[0], stop=["5"])
-    assert "5" not in cut.text and cut.text
+    @pytest.fixture
+    def generator(self, client):
+        return client
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from ragkit.stages.rerank import (
     LLMJudgeReranker,
     RRFReranker,
 )
+from ragkit.testing import RerankerContract
 from ragkit.types import Chunk, Retrieved
 
 EN_QUERY = "Who is the mayor of Varrow Point?"
@@ -36,10 +37,18 @@ def shortlist(texts: list[str]) -> list[Retrieved]:
     ]
 
 
-def test_empty_shortlist_gives_empty_output():
-    reranker = RRFReranker()
-    assert reranker.batch([{"query": "x", "retrieved": []}]) == [[]]
-    assert reranker.batch([]) == []
+class TestRRFContract(RerankerContract):
+    """The shortlist reordered whole, ranks from 1, batch as invoke, empty stays empty."""
+
+    @pytest.fixture
+    def reranker(self, embedder):
+        return RRFReranker(embedder=embedder)
+
+
+class TestEmbedderRerankerContract(RerankerContract):
+    @pytest.fixture
+    def reranker(self, embedder):
+        return EmbedderReranker(embedder=embedder)
 
 
 def test_rrf_fuses_retriever_bm25_and_cosine_orders(embedder):

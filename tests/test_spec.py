@@ -105,3 +105,14 @@ def test_a_class_named_by_import_path_must_be_that_component(tmp_path: Path, kin
         load_spec(spec)
     assert str(err.value).startswith(f"{spec}: generator.kind: ")
     assert expected in str(err.value)
+
+
+def test_store_and_top_k_overrides_are_validated_as_yaml_is():
+    spec = load_spec("naive")
+    with pytest.raises(ConfigError, match=r"store\.collection: .*3 to 63 characters"):
+        spec.with_store(collection="ab")
+    with pytest.raises(ConfigError, match=r"retriever\.top_k: .*greater than 0"):
+        spec.override(retriever={"top_k": 0})
+    moved = spec.with_store("http://127.0.0.1:8000", "other")
+    assert (moved.store.location, moved.store.collection) == ("http://127.0.0.1:8000", "other")
+    assert moved.retriever == spec.retriever

@@ -7,6 +7,7 @@ import pytest
 
 from ragkit.errors import StoreError
 from ragkit.store import ChromaStore, DocumentRecord
+from ragkit.testing import StoreContract
 from ragkit.types import Chunk
 
 
@@ -57,14 +58,12 @@ def test_query_scores_are_cosine_similarity_with_ranks_from_one(store):
         store.query(np.array([1.0, 0.0]), k=0)
 
 
-def test_upsert_is_idempotent_and_overwrites(store):
-    chunk = _chunk("d", 0, "first version")
-    store.upsert([chunk], _unit([[1, 0]]))
-    store.upsert([chunk], _unit([[1, 0]]))
-    changed = _chunk("d", 0, "second version")
-    store.upsert([changed], _unit([[0, 1]]))
-    assert store.count() == 1
-    assert store.get_chunks() == [changed]
+class TestChromaStoreContract(StoreContract):
+    """Round trip, idempotent upsert, query ranks and deletes, as every store keeps them."""
+
+    @pytest.fixture
+    def store(self, tmp_path):
+        return ChromaStore(tmp_path / "contract", collection="unit", embedding_model="toy-model")
 
 
 def test_filters_accept_simple_dicts_lists_and_doc_id(store):

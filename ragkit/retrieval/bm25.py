@@ -66,7 +66,7 @@ class BM25Retriever(Retriever):
 
     def warm_up(self) -> None:
         """Build (or rebuild after the store grew or shrank) the BM25 index, once per change;
-        the lazy-load convention of `ragkit.protocols.WarmUp`."""
+        the lazy-load convention of `ragkit.protocols.SupportsWarmUp`."""
         corpus = self.corpus  # a list once `__init__` has read any other iterable of chunks
         size = len(corpus) if isinstance(corpus, list) else corpus.count()
         if not isinstance(corpus, list) and size == 0 and hasattr(corpus, "require_chunks"):

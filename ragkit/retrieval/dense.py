@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import PrivateAttr
 
-from ragkit.protocols import Embedder, Store
+from ragkit.protocols import SupportsEmbedding, SupportsStorage
 from ragkit.retrieval import Retriever
 from ragkit.types import Query, Retrieved
 
@@ -19,15 +19,15 @@ class DenseRetriever(Retriever):
     `Query.filters` go to the store together as one multi-vector query.
     """
 
-    store: Store
-    embedder: Embedder
+    store: SupportsStorage
+    embedder: SupportsEmbedding
 
     _language_checked: bool = PrivateAttr(default=False)
 
     def __init__(
         self,
-        store: Store | None = None,
-        embedder: Embedder | None = None,
+        store: SupportsStorage | None = None,
+        embedder: SupportsEmbedding | None = None,
         top_k: int = 5,
         **kwargs: Any,
     ):

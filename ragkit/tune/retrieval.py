@@ -12,7 +12,8 @@ from ragkit.eval import metrics
 from ragkit.eval.scoring import retrieved_gold_ids
 from ragkit.eval.tasks import EvalItem
 from ragkit.protocols import Pipeline
-from ragkit.spec import PipelineSpec
+from ragkit.registry import REGISTRIES, RETRIEVERS, Parts
+from ragkit.spec import PipelineSpec, section_kind
 from ragkit.types import Answer, Chunk, Retrieved
 
 # Scores computed from the ranked chunks alone, no generation; `answer_*` count a hit when a
@@ -25,8 +26,6 @@ RETRIEVAL_METRICS = (
     "answer_recall@5",
     "answer_mrr@10",
 )
-# Stages that call the generator while retrieving; only then do generator settings matter here.
-_MODEL_REWRITES = {"rewrite", "multi-query", "hyde", "standalone"}
 
 
 def chunking_key(spec: PipelineSpec) -> str:
@@ -48,22 +47,33 @@ def retrieval_key(spec: PipelineSpec) -> str:
     return json.dumps(body, sort_keys=True)
 
 
+def uses(spec: PipelineSpec, what: str, sections: tuple[str, ...] = tuple(REGISTRIES)) -> bool:
+    """Whether any of the spec's `sections` is of a kind that uses `what` (see
+    `ragkit.registry.USES`), as its registry entry (or a user's class) says."""
+    for name in sections:
+        section = getattr(spec, name)
+        if section is not None and REGISTRIES[name].uses(section_kind(section), what):
+            return True
+    return False
+
+
 def uses_generator(spec: PipelineSpec) -> bool:
-    rewrites = spec.rewrite is not None and spec.rewrite.mode in _MODEL_REWRITES
-    judged = spec.rerank is not None and spec.rerank.kind == "llm-judge"
-    picked = spec.compress is not None and spec.compress.mode == "model"
-    return rewrites or judged or picked or spec.iterate is not None
+    """Whether retrieving calls the generator; only then do generator settings matter here.
+    Iter-RetGen's later rounds search with the generator's draft."""
+    stages = tuple(name for name in REGISTRIES if name != "generator")
+    return uses(spec, "generator", stages) or spec.iterate is not None
 
 
 def needs_embeddings(spec: PipelineSpec) -> bool:
     """Whether the variant searches stored vectors (a lexical-only variant does not)."""
-    return spec.retriever.kind != "bm25" or spec.rewrite is not None and spec.rewrite.mode == "hyde"
+    return uses(spec, "embedder", ("retriever", "rewrite"))
 
 
-def in_memory(rag: Pipeline, chunks: Sequence[Chunk]) -> Pipeline:
-    """The pipeline with its BM25 retriever over `chunks` instead of a store, so lexical
-    variants need no embedding pass; a retriever wrapping BM25 (conversational search) keeps
-    its wrapper, and an expander reads its neighbours from the same chunks."""
+def in_memory(rag: Pipeline, chunks: Sequence[Chunk], spec: PipelineSpec | None = None) -> Pipeline:
+    """The pipeline with its retriever over `chunks` instead of a store, so variants that
+    search no vectors need no embedding pass: BM25 over the chunks, or any other kind `spec`
+    names remade with the chunks as its store. A retriever wrapping it (conversational search)
+    keeps its wrapper, and an expander reads its neighbours from the same chunks."""
     from ragkit.pipeline import RAGPipeline
     from ragkit.retrieval.bm25 import BM25Retriever
     from ragkit.stages.history import HistorySearch
@@ -71,12 +81,20 @@ def in_memory(rag: Pipeline, chunks: Sequence[Chunk]) -> Pipeline:
 
     outer = rag.retriever
     inner = outer.retriever if isinstance(outer, HistorySearch) else outer
-    if not isinstance(inner, BM25Retriever):
-        raise ConfigError(
-            f"pipeline {rag.pipeline_name!r}: an in-memory index needs a BM25 retriever,"
-            f" got {type(inner).__name__}"
+    lexical: Any
+    if isinstance(inner, BM25Retriever):
+        lexical = BM25Retriever.from_chunks(chunks, top_k=inner.top_k, terms=inner.terms)
+    elif spec is not None and not needs_embeddings(spec):
+        section = spec.retriever.model_copy(
+            update={"top_k": getattr(inner, "top_k", spec.retriever.top_k)}
         )
-    lexical = BM25Retriever.from_chunks(chunks, top_k=inner.top_k, terms=inner.terms)
+        listed = ChunkList(chunks)
+        lexical = RETRIEVERS.build(section_kind(section), section, Parts(store=lambda: listed))
+    else:
+        raise ConfigError(
+            f"pipeline {rag.pipeline_name!r}: an in-memory index needs a retriever that"
+            f" searches no vectors, got {type(inner).__name__}"
+        )
     if isinstance(outer, HistorySearch):
         rag = rag.with_retriever(outer.model_copy(update={"retriever": lexical}))
     else:

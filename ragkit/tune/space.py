@@ -31,6 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ragkit.errors import ConfigError
+from ragkit.registry import REGISTRIES
 from ragkit.spec import PipelineSpec, describe, plugin_problem, read_yaml
 
 _TOP_KEYS = {"base", "space"}
@@ -260,11 +261,14 @@ def _overrides(space: Space, picks: Sequence[int]) -> tuple[tuple[str, Any], ...
 
 def _unknown_key(key: str, path: str) -> str | None:
     model: type[BaseModel] | None = PipelineSpec
+    registry = None
     for part in key.split("."):
         fields = model.model_fields if model is not None else {}
-        if part not in fields:
+        # A pluggable section also takes the keys its registered kinds add.
+        if part not in fields and (registry is None or part not in registry.option_keys()):
             return f"{path}: space.{key}: unknown spec key {part!r}"
-        model = _model_class(fields[part].annotation)
+        registry = REGISTRIES.get(part) if model is PipelineSpec else None
+        model = _model_class(fields[part].annotation) if part in fields else None
     return None
 
 

@@ -142,7 +142,7 @@ class Sweep:
         # An iterating pipeline's `retrieve` is its first round's search: ranked by that.
         rag = build.pipeline(self.indexer.index_spec(spec))
         if chunks is not None:
-            rag = retrieval.in_memory(rag, chunks)
+            rag = retrieval.in_memory(rag, chunks, spec)
         queries = [Query(tasks.query(i)) for i in self.items]
         rag.retrieve(queries[:1])  # builds a lazy index outside the timing
         ranked: list[list[Retrieved]] = []
@@ -187,7 +187,7 @@ class Sweep:
                 chunks = self._index([v], progress)
                 rag = build.pipeline(spec)
                 if chunks is not None:
-                    rag = retrieval.in_memory(rag, chunks)
+                    rag = retrieval.in_memory(rag, chunks, spec)
                 for batch in _batches(pending, 4):
                     for record in self._answer(v, rag, batch):
                         append_record(path, record)
