@@ -137,7 +137,8 @@ def _cross_encoder(spec: Any, parts: Parts) -> Any:
 def _embedder_rerank(spec: Any, parts: Parts) -> Any:
     """Rescoring with `spec.model` (a sentence-transformers name or folder), or with the
     packaged multilingual e5 when no model or an e5 name is given."""
-    from ragkit.stages.rerank import E5Embedder, EmbedderReranker
+    from ragkit.embedding.e5 import E5Embedder
+    from ragkit.stages.rerank import EmbedderReranker
 
     if spec.model is None or spec.model.lower() in E5_NAMES:
         return EmbedderReranker(embedder=E5Embedder())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ragkit.chunking import TokenChunker
+from ragkit.index.chunking import TokenChunker
 from ragkit.models import DEFAULT_EMBEDDING_MODEL, resolve_embedding_model
 from ragkit.types import Chunk, Document
 
