@@ -97,3 +97,27 @@ def test_every_module_imports_first_in_a_fresh_interpreter():
         check=True,
     )
     assert out.stdout.split() == [], out.stderr[-4000:]
+
+
+def test_the_design_notes_name_every_module():
+    design = (PACKAGE.parent / "docs" / "design.md").read_text(encoding="utf-8")
+    missing = [
+        str(path.relative_to(PACKAGE.parent))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if f"`{path.relative_to(PACKAGE.parent)}`" not in design
+    ]
+    assert missing == [], f"docs/design.md has no row for {missing}"
+
+
+def test_every_ragkit_environment_variable_is_documented():
+    import re
+
+    root = PACKAGE.parent
+    read = set()
+    for folder in ("ragkit", "tests", "benchmarks", "scripts"):
+        for path in (root / folder).rglob("*"):
+            if path.suffix in (".py", ".sh") and path.is_file():
+                read |= set(re.findall(r"RAGKIT_[A-Z0-9_]+", path.read_text(encoding="utf-8")))
+    assert "RAGKIT_EMBEDDING_BACKEND" in read
+    design = (root / "docs" / "design.md").read_text(encoding="utf-8")
+    assert sorted(v for v in read if f"| `{v}` |" not in design) == []
