@@ -48,6 +48,7 @@ from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
 
 from ragkit import build  # noqa: E402
 from ragkit.eval import metrics  # noqa: E402
+from ragkit.eval.crud_rag import default_crud_dir  # noqa: E402
 from ragkit.eval.runner import pipeline_input  # noqa: E402
 from ragkit.eval.scoring import item_scores  # noqa: E402
 from ragkit.pipeline import to_query  # noqa: E402
@@ -55,7 +56,7 @@ from ragkit.spec import PipelineSpec, load_spec  # noqa: E402
 from ragkit.tune.retrieval import in_memory  # noqa: E402
 from ragkit.types import Answer  # noqa: E402
 
-CRUD = REPO.parent / "shared" / "data" / "crud-rag"
+CRUD = default_crud_dir(REPO)
 # Each variant: `best` with these sections changed (validated as YAML is).
 VARIANTS: dict[str, dict[str, Any]] = {
     "best": {},
@@ -126,7 +127,7 @@ def slice_data(name: str, questions: int) -> tuple[list[Any], Any]:
         return items[:questions], lambda: load_crud_news(folder)
     if kind == "bundled":
         from ragkit.eval.datasets import load_suite
-        from ragkit.loaders import load_documents
+        from ragkit.index.loaders import load_documents
 
         suite = load_suite("bundled")
         reads = [i for i in suite.items if i.task == "read"]

@@ -28,13 +28,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ragkit import build  # noqa: E402
+from ragkit.eval.crud_rag import default_crud_dir  # noqa: E402
 from ragkit.eval.metrics import answer_rank, contains_reference  # noqa: E402
 from ragkit.models import cache_dir  # noqa: E402
 from ragkit.spec import PipelineSpec, load_spec  # noqa: E402
 from ragkit.tune.retrieval import needs_embeddings, uses_generator  # noqa: E402
 from ragkit.types import Query  # noqa: E402
 
-CRUD = REPO.parent / "shared" / "data" / "crud-rag"
+CRUD = default_crud_dir(REPO)
 NAMED = [
     "hybrid",
     "rerank",
@@ -483,7 +484,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             _markdown(clean_rows),
         ]
     if not args.skip_english:
-        from ragkit.loaders import load_documents
+        from ragkit.index.loaders import load_documents
 
         english = load_qa_jsonl(REPO / "evals" / "bundled" / "questions.jsonl")
         index(

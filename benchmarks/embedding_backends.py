@@ -28,14 +28,15 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from ragkit.chunking import TokenChunker  # noqa: E402
 from ragkit.embedding import Embedder  # noqa: E402
+from ragkit.eval.crud_rag import default_crud_dir  # noqa: E402
 from ragkit.eval.datasets import load_qa_jsonl  # noqa: E402
 from ragkit.eval.metrics import answer_rank  # noqa: E402
-from ragkit.loaders import load_documents  # noqa: E402
+from ragkit.index.chunking import TokenChunker  # noqa: E402
+from ragkit.index.loaders import load_documents  # noqa: E402
 from ragkit.types import Document  # noqa: E402
 
-NEWS = REPO.parent / "shared" / "data" / "crud-rag" / "news"
+NEWS = default_crud_dir(REPO) / "news"
 BUNDLED = REPO / "evals" / "bundled"
 BASELINE = "torch"
 

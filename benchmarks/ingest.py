@@ -30,7 +30,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-NEWS = REPO.parent / "shared" / "data" / "crud-rag" / "news"
+sys.path.insert(0, str(REPO))
+
+from ragkit.eval.crud_rag import default_crud_dir  # noqa: E402
+from ragkit.process import configure_process  # noqa: E402
+
+NEWS = default_crud_dir(REPO) / "news"
 
 
 def write_corpus(folder: Path, n: int) -> int:
@@ -53,7 +58,7 @@ def _peak_rss_mb() -> float:
 
 
 def _chunker(embedder, args):
-    from ragkit.chunking import TokenChunker
+    from ragkit.index.chunking import TokenChunker
 
     return TokenChunker(
         tokenizer=embedder.tokenizer, chunk_tokens=args.chunk_tokens, overlap_tokens=args.overlap
@@ -64,8 +69,9 @@ def phase_raw(args) -> dict:
     import torch
 
     from ragkit.embedding import Embedder
-    from ragkit.loaders import load_documents
+    from ragkit.index.loaders import load_documents
 
+    configure_process()  # as `ragkit ingest` does: every phase runs with the same heap settings
     embedder = Embedder()
     chunks = [
         c for cs in _chunker(embedder, args).batch(list(load_documents([args.corpus]))) for c in cs
@@ -88,9 +94,10 @@ def phase_raw(args) -> dict:
 
 
 def phase_ragkit(args) -> dict:
+    configure_process()
     from ragkit.embedding import Embedder
-    from ragkit.ingest import Ingestor
-    from ragkit.store import ChromaStore
+    from ragkit.index.ingest import Ingestor
+    from ragkit.index.store import ChromaStore
 
     embedder = Embedder()
     embedder.embed_documents(["warm-up"] * 8)
@@ -144,6 +151,7 @@ def _spec(args):
 
 
 def phase_local(args) -> dict:
+    configure_process()
     """The local engine built from a spec, as `ragkit ingest` does, with a warm model."""
     from ragkit import build
 

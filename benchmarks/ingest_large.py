@@ -37,12 +37,24 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-NEWS = REPO.parent / "shared" / "data" / "crud-rag" / "news"
+sys.path.insert(0, str(REPO))
 
+from ragkit.eval.crud_rag import default_crud_dir  # noqa: E402
+
+NEWS = default_crud_dir(REPO) / "news"
+
+# The children run this checkout's code or the baseline's, so they import through the paths both
+# have (`ragkit.store`, `ragkit.loaders` and `ragkit.chunking` re-export the moved modules).
 CHILD = """
 import json, sys, time
 import ragkit
 print(json.dumps({"code": ragkit.__file__}), flush=True)
+try:  # what `ragkit ingest` sets up first (older code did it when the embedder loaded)
+    from ragkit.process import configure_process
+except ImportError:
+    pass
+else:
+    configure_process()
 from ragkit import build
 from ragkit.spec import load_spec
 from ragkit.store import ChromaStore
@@ -80,7 +92,7 @@ started = time.perf_counter()
 (doc,) = load_documents([sys.argv[1]])
 count = 0
 if sys.argv[2] == "pieces":
-    from ragkit.chunk_stream import chunk_pieces
+    from ragkit.index.chunk_stream import chunk_pieces
     for piece in chunk_pieces(chunker, doc):
         count += len(piece)
 else:
@@ -187,8 +199,8 @@ def run_ingest(
 def total_chunks(path: Path) -> int:
     """How many chunks the file makes, counted by chunking alone (no embedding)."""
     from ragkit import build
-    from ragkit.chunk_stream import chunk_pieces
-    from ragkit.loaders import load_documents
+    from ragkit.index.chunk_stream import chunk_pieces
+    from ragkit.index.loaders import load_documents
     from ragkit.spec import load_spec
 
     chunker = build.chunker(load_spec("naive"))
@@ -250,7 +262,7 @@ def chunking(args: argparse.Namespace, tmp: Path) -> None:
 
 
 def resume(args: argparse.Namespace, tmp: Path) -> None:
-    from ragkit.store import ChromaStore
+    from ragkit.index.store import ChromaStore
 
     large = tmp / "large.txt"
     size = write_large(large, args.mb)

@@ -45,9 +45,10 @@ from benchmarks.workloads import (  # noqa: E402
     iter_retgen,
     summarize,
 )
+from ragkit.eval.crud_rag import default_crud_dir  # noqa: E402
 from ragkit.eval.datasets import load_qa_jsonl  # noqa: E402
 
-CRUD_DIR = REPO.parent / "shared" / "data" / "crud-rag"
+CRUD_DIR = default_crud_dir(REPO)
 RESULTS = REPO / "benchmarks" / "results"
 LAYOUTS = ("prepend", "append")
 # Follow-up questions about one topic, asked in order as one conversation each.
@@ -102,8 +103,8 @@ def crud_setup(sample: int, articles: int, top_k: int, seed: int) -> tuple[Any, 
     questions those articles answer; None when the data is not present."""
     if not CRUD_DIR.is_dir():
         return None
-    from ragkit.chunking import TokenChunker
     from ragkit.eval.crud_rag import answerable_factoids, load_crud_news
+    from ragkit.index.chunking import TokenChunker
     from ragkit.retrieval import BM25Retriever
 
     factoids = CRUD_DIR / "qa" / "questanswer_1doc_factoids.json"

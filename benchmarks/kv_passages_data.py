@@ -26,9 +26,10 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ragkit.eval.crud_rag import default_crud_dir  # noqa: E402
 from ragkit.types import Prompt, Query  # noqa: E402
 
-CRUD = REPO.parent / "shared" / "data" / "crud-rag"
+CRUD = default_crud_dir(REPO)
 FACTOIDS = CRUD / "qa" / "questanswer_1doc_factoids.json"
 BUNDLED = REPO / "ragkit" / "eval" / "bundled"
 

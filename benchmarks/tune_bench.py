@@ -31,12 +31,12 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ragkit.eval.crud_rag import load_crud_news  # noqa: E402
+from ragkit.eval.crud_rag import default_crud_dir, load_crud_news  # noqa: E402
 from ragkit.eval.datasets import load_suite  # noqa: E402
 from ragkit.models import cache_dir  # noqa: E402
 from ragkit.spec import load_spec  # noqa: E402
 
-CRUD = REPO.parent / "shared" / "data" / "crud-rag"
+CRUD = default_crud_dir(REPO)
 WORK = Path(os.environ.get("RAGKIT_TUNE_BENCH_DIR", cache_dir() / "bench-tune"))
 OUT = REPO / "benchmarks" / "results" / "tune.md"
 ARTICLES = 1000  # a slice two shared CPU cores index in minutes per variant

@@ -15,10 +15,10 @@ from ragkit.registry import GENERATORS, RETRIEVERS, REWRITERS, Parts
 from ragkit.spec import EmbedderSpec, GeneratorSpec, PipelineSpec, StoreSpec, load_spec
 
 if TYPE_CHECKING:
-    from ragkit.chunking import TokenChunker
-    from ragkit.ingest import Ingestor
+    from ragkit.index.chunking import TokenChunker
+    from ragkit.index.ingest import Ingestor
+    from ragkit.index.store import ChromaStore
     from ragkit.prompting import PromptAssembler
-    from ragkit.store import ChromaStore
 
 _lock = threading.RLock()
 _registry: dict[tuple[str, Any], Any] = {}
@@ -27,7 +27,7 @@ _registry: dict[tuple[str, Any], Any] = {}
 @cache
 def _embedder(spec: EmbedderSpec) -> SupportsEmbedding:
     from ragkit.embedding import Embedder
-    from ragkit.retrieval.e5 import E5Embedder, is_e5
+    from ragkit.embedding.e5 import E5Embedder, is_e5
 
     return (E5Embedder if is_e5(spec.model) else Embedder)(
         model=spec.model,
@@ -40,7 +40,7 @@ def _embedder(spec: EmbedderSpec) -> SupportsEmbedding:
 
 @cache
 def _store(spec: StoreSpec, embedding_model: str) -> ChromaStore:
-    from ragkit.store import ChromaStore
+    from ragkit.index.store import ChromaStore
 
     return ChromaStore(spec.location, spec.collection, embedding_model=embedding_model)
 
@@ -102,7 +102,7 @@ def retriever(spec: PipelineSpec) -> SupportsRetrieval:
 
 
 def chunker(spec: PipelineSpec) -> TokenChunker:
-    from ragkit.chunking import TokenChunker
+    from ragkit.index.chunking import TokenChunker
 
     c = spec.chunker
     model = embedder(spec)
@@ -125,7 +125,7 @@ def chunker(spec: PipelineSpec) -> TokenChunker:
 
 
 def ingestor(spec: PipelineSpec) -> Ingestor:
-    from ragkit.ingest import Ingestor
+    from ragkit.index.ingest import Ingestor
 
     return Ingestor(store=store(spec), embedder=embedder(spec), chunker=chunker(spec))
 

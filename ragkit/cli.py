@@ -18,15 +18,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ragkit.errors import RagkitError
+from ragkit.process import configure_process
 
 if TYPE_CHECKING:
     from ragkit.distributed.ray_ingest import RayIngestor
-    from ragkit.ingest import Ingestor
-
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from ragkit.index.ingest import Ingestor
 
 app = typer.Typer(
     name="ragkit",
@@ -35,6 +31,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _configure() -> None:
+    # Every command runs after this: the process-wide settings go in before any library loads.
+    configure_process()
+
 
 PipelineOpt = Annotated[
     str, typer.Option("--pipeline", "-p", help="Pipeline name in pipelines/ or a YAML file.")
@@ -250,8 +253,8 @@ def info(
 
     spec = _spec(pipeline, store, None)
     typer.echo(f"store: {spec.store.location}")
+    from ragkit.index.store import MODEL_KEY
     from ragkit.languages import describe, read_mix
-    from ragkit.store import MODEL_KEY
 
     for name, count, meta in build.store(spec).collections():
         model = (meta or {}).get(MODEL_KEY, "?")

@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 from llama_server_support import free_port, llama_server
 
+from ragkit.eval.crud_rag import default_crud_dir
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+CRUD_DIR = default_crud_dir(REPO)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,10 +39,9 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def crud_rag_dir() -> Path:
-    path = SHARED_DATA / "crud-rag"
-    if not path.is_dir():
-        pytest.skip("../shared/data/crud-rag is not present")
-    return path
+    if not CRUD_DIR.is_dir():
+        pytest.skip(f"{CRUD_DIR} is not present")
+    return CRUD_DIR
 
 
 @pytest.fixture(scope="session")

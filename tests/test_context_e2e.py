@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ragkit import build
-from ragkit.loaders import load_documents
+from ragkit.index.loaders import load_documents
 from ragkit.report import answer_record
 
 pytestmark = pytest.mark.slow

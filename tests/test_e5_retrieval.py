@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from ragkit import build
+from ragkit.embedding.e5 import E5Embedder, is_e5
 from ragkit.retrieval import DenseRetriever
-from ragkit.retrieval.e5 import E5Embedder, is_e5
 from ragkit.spec import parse_spec
 from ragkit.types import Document, Query
 

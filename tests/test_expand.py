@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from ragkit import build
-from ragkit.chunking import TokenChunker
 from ragkit.errors import ConfigError
-from ragkit.loaders import load_documents
+from ragkit.index.chunking import TokenChunker
+from ragkit.index.loaders import load_documents
 from ragkit.spec import parse_spec
 from ragkit.stages.expand import ParentChunks, SentenceWindow
 from ragkit.stages.neighbours import ChunkList

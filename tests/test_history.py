@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from ragkit.chunking import TokenChunker
-from ragkit.loaders import load_documents
+from ragkit.index.chunking import TokenChunker
+from ragkit.index.loaders import load_documents
 from ragkit.retrieval import BM25Retriever
 from ragkit.stages.history import HistoryQuery, HistorySearch
 from ragkit.types import Query

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from ragkit.errors import StoreError
-from ragkit.loaders import LoadIssue, load_documents
+from ragkit.index.loaders import LoadIssue, load_documents
+from ragkit.index.store import ChromaStore
 from ragkit.runlog import read_records
-from ragkit.store import ChromaStore
 from ragkit.types import Chunk
 
 DEPTH = 200_000
@@ -125,8 +125,8 @@ def test_file_deleted_while_loading_is_reported_and_loading_goes_on(tmp_path):
 
 
 def test_ingest_goes_on_when_files_vanish_mid_run(tmp_path, embedder):
-    from ragkit.chunking import TokenChunker
-    from ragkit.ingest import Ingestor
+    from ragkit.index.chunking import TokenChunker
+    from ragkit.index.ingest import Ingestor
 
     corpus = tmp_path / "docs"
     corpus.mkdir()

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from conftest import chroma_server
 
-from ragkit.chunking import TokenChunker
-from ragkit.ingest import Ingestor
+from ragkit.index.chunking import TokenChunker
+from ragkit.index.ingest import Ingestor
+from ragkit.index.store import ChromaStore
 from ragkit.retrieval import DenseRetriever
-from ragkit.store import ChromaStore
 
 WORDS = (  # noqa: SIM905
     "river mountain city harbour engine library garden market winter summer festival bridge "
@@ -118,10 +118,10 @@ INGEST_SCRIPT = textwrap.dedent(
     import sys
     import threading
 
-    from ragkit.chunking import TokenChunker
+    from ragkit.index.chunking import TokenChunker
     from ragkit.embedding import Embedder
-    from ragkit.ingest import Ingestor
-    from ragkit.store import ChromaStore
+    from ragkit.index.ingest import Ingestor
+    from ragkit.index.store import ChromaStore
 
     HOLD_AFTER = int(sys.argv[3])  # writes after which the writer waits for the parent
     interrupted = threading.Event()
@@ -262,7 +262,7 @@ def _long_text(sentences: int) -> str:
 
 
 def test_long_documents_are_chunked_in_pieces_with_stable_ids(embedder):
-    from ragkit.chunk_stream import chunk_pieces
+    from ragkit.index.chunk_stream import chunk_pieces
     from ragkit.types import Document
 
     chunker = TokenChunker(

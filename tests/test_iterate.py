@@ -21,8 +21,8 @@ def generator(local_generator):
 
 @pytest.fixture(scope="module")
 def bundled_retriever(bundled_corpus):
-    from ragkit.chunking import TokenChunker
-    from ragkit.loaders import load_documents
+    from ragkit.index.chunking import TokenChunker
+    from ragkit.index.loaders import load_documents
 
     chunker = TokenChunker(chunk_tokens=64, overlap_tokens=8)
     chunks = [c for doc in load_documents([bundled_corpus]) for c in chunker.invoke(doc)]

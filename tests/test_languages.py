@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ragkit import languages
+from ragkit.index.store import ChromaStore
 from ragkit.retrieval import DenseRetriever
-from ragkit.store import ChromaStore
 from ragkit.types import Chunk
 
 ZH = [

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ragkit.errors import InputError
-from ragkit.loaders import LoadIssue, load_documents
+from ragkit.index.loaders import LoadIssue, load_documents
 
 
 def _load(*paths: Path, **kwargs):

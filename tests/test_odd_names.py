@@ -13,13 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from ragkit import build
-from ragkit.chunking import TokenChunker
 from ragkit.errors import StoreError
-from ragkit.ingest import Ingestor
-from ragkit.loaders import LoadIssue, load_documents
-from ragkit.sources import real_source, stored_source
+from ragkit.index.chunking import TokenChunker
+from ragkit.index.ingest import Ingestor
+from ragkit.index.loaders import LoadIssue, load_documents
+from ragkit.index.sources import real_source, stored_source
+from ragkit.index.store import ChromaStore, chunk_to_record
 from ragkit.spec import load_spec
-from ragkit.store import ChromaStore, chunk_to_record
 from ragkit.types import Chunk
 
 NAME_MAX = os.pathconf("/", "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
@@ -182,7 +182,8 @@ def test_cli_ingests_the_folder_with_one_line_per_odd_name_and_shows_it(tmp_path
 def test_ray_workers_get_printable_paths_and_send_notes_back(corpus, embedder):
     """Ray Data carries paths as Arrow strings, which must be valid UTF-8: the driver lists
     stored forms and a worker opens the real file behind each (no cluster needed for this)."""
-    from ragkit.distributed.ray_ingest import CHUNK, NOTE, _files, load_and_chunk
+    from ragkit.distributed.ray_ingest import _files
+    from ragkit.distributed.ray_tasks import CHUNK, NOTE, load_and_chunk
 
     spec = load_spec("naive")
     build.register_embedder(spec.embedder, embedder)

@@ -16,18 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, free_port
+from conftest import CRUD_DIR, free_port
 from conftest import chroma_server as start_chroma_server
 from typer.testing import CliRunner
 
 from ragkit import build
+from ragkit.index.store import ChromaStore
 from ragkit.spec import load_spec
-from ragkit.store import ChromaStore
 
 # One worker runs the whole module, so its Ray cluster and chroma server start once.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
-NEWS = SHARED_DATA / "crud-rag" / "news"
+NEWS = CRUD_DIR / "news"
 # Embedding runs at roughly 10-30 chunks/s on a shared two-core machine (~3.8 chunks per article
 # at 256 tokens), and each Ray worker loads its own models: 40 articles (~150 chunks) keep both
 # engines' comparison exact while the suite stays short; benchmarks/ingest.py measures 1,000.

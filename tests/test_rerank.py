@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from ragkit.embedding import E5Embedder
 from ragkit.errors import ConfigError
 from ragkit.spec import RerankSpec
 from ragkit.stages.factory import build_reranker
 from ragkit.stages.rerank import (
     CrossEncoderReranker,
-    E5Embedder,
     EmbedderReranker,
     LLMJudgeReranker,
     RRFReranker,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ragkit.index.store import ChromaStore
 from ragkit.retrieval import BM25Retriever, DenseRetriever, HybridRetriever
 from ragkit.retrieval.fusion import reciprocal_rank_fusion
-from ragkit.store import ChromaStore
 from ragkit.testing import RetrieverContract
 from ragkit.types import Chunk, Query, Retrieved
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ragkit.errors import StoreError
-from ragkit.store import ChromaStore, DocumentRecord
+from ragkit.index.store import ChromaStore, DocumentRecord
 from ragkit.testing import StoreContract
 from ragkit.types import Chunk
 

@@ -24,6 +24,7 @@ from ragkit.distributed.cluster import (
 from ragkit.errors import RagkitError
 from ragkit.eval.runner import EvalOptions, EvalRunner, evaluate_batch
 from ragkit.eval.tasks import EvalItem
+from ragkit.process import configure_process
 from ragkit.spec import PipelineSpec
 
 WORKER_RETRIES = 3  # restarts of a dead worker, and retries of the batch it held
@@ -33,6 +34,7 @@ class EvalWorker:
     """One pool member: the pipeline (and its models) built once, then batch after batch."""
 
     def __init__(self, spec: PipelineSpec, options: EvalOptions) -> None:
+        configure_process()  # a worker process is an entry point: settings as `ragkit eval`
         self.spec = spec
         self.options = options
         self.rag = build.pipeline(spec)
@@ -55,7 +57,7 @@ class RayEvalRunner(EvalRunner):
 
     def ensure_index(self, spec: PipelineSpec, progress: bool) -> None:
         from ragkit.distributed.ray_ingest import RayIngestor
-        from ragkit.loaders import load_documents
+        from ragkit.index.loaders import load_documents
 
         ingestor = RayIngestor(spec, address=self.address, workers=self.workers)
         if self.documents is not None:

@@ -1,8 +1,8 @@
 """CRUD-RAG: its benchmark file, its factoid question file and its news corpus, as ragkit's
 `EvalItem`s and `Document`s, and the answerable-question filter the benchmarks share.
 
-The data itself is not shipped; tests and benchmarks read it from `../shared/data/crud-rag`
-when present.
+The data itself is not shipped; `default_crud_dir` says where the CLI, tests and benchmarks look
+for it (`shared/data/crud-rag` beside the checkout).
 """
 
 from __future__ import annotations
@@ -26,6 +26,15 @@ from ragkit.eval.tasks import (
     update_item,
 )
 from ragkit.types import Document
+
+
+def default_crud_dir(checkout: Path | None = None) -> Path:
+    """Where the CRUD-RAG data is kept unless told otherwise: `shared/data/crud-rag` beside the
+    checkout `checkout`, or beside the working directory (`../shared/data/crud-rag`) when it is
+    not given. The folder may be absent; callers check and skip or explain."""
+    parent = checkout.parent if checkout is not None else Path("..")
+    return parent / "shared" / "data" / "crud-rag"
+
 
 UNANSWERABLE = "无法推断"  # CRUD-RAG's "cannot be inferred" reference answer
 _BODY_MARK = "，正文："

@@ -10,7 +10,7 @@ from typing import Any
 
 from ragkit.errors import ConfigError
 from ragkit.eval import crud_news
-from ragkit.eval.crud_rag import answerable_factoids, load_crud_news
+from ragkit.eval.crud_rag import answerable_factoids, default_crud_dir, load_crud_news
 from ragkit.eval.datasets import Suite, load_suite
 
 CRUD_SUITE = "crud-rag"
@@ -23,7 +23,7 @@ def crud_data_dir(data: Path | None, suite: str = CRUD_SUITE) -> Path:
     candidates = [data] if data is not None else []
     if os.environ.get("RAGKIT_CRUD_DIR"):
         candidates.append(Path(os.environ["RAGKIT_CRUD_DIR"]))
-    candidates.append(Path("..") / "shared" / "data" / "crud-rag")
+    candidates.append(default_crud_dir())
     for path in candidates:
         if (path / FACTOID_FILE).is_file() and (path / "news").is_dir():
             return path

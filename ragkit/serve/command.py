@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ragkit.errors import ConfigError
+from ragkit.process import configure_process
 
 if TYPE_CHECKING:
     from ragkit.protocols import Pipeline
@@ -47,6 +48,7 @@ def serve(
     """
     if not pipelines:
         raise ConfigError("serve: name at least one pipeline (--pipeline)")
+    configure_process()
     if not 0 < port < 65536:
         raise ConfigError(f"serve: --port must be within 1..65535, got {port}")
     if api_key is not None and not api_key.strip():

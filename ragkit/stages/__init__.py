@@ -11,8 +11,8 @@ _EXPORTS = {
         "EmbedderReranker",
         "LLMJudgeReranker",
         "RRFReranker",
-        "E5Embedder",
     ),
+    "ragkit.embedding.e5": ("E5Embedder",),  # the reranker's default embedder
     "ragkit.stages.expand": ("SentenceWindow", "ParentChunks"),
     "ragkit.stages.compress": ("ExtractiveCompressor",),
     "ragkit.stages.compress_model": ("ModelCompressor",),

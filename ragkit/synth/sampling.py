@@ -28,7 +28,7 @@ def source_chunks(source: str, spec: PipelineSpec, collection: str | None = None
 
     if is_store(source):
         return build.store(spec.with_store(source, collection)).get_chunks()
-    from ragkit.loaders import load_documents
+    from ragkit.index.loaders import load_documents
 
     return chunk_documents(load_documents([source]), spec)
 

@@ -125,7 +125,7 @@ class Sweep:
             return self.documents()
         if self.suite.corpus is None:
             raise ConfigError(f"suite {self.suite.name!r} names no corpus folder to index")
-        from ragkit.loaders import load_documents
+        from ragkit.index.loaders import load_documents
 
         return load_documents([self.suite.corpus])
 

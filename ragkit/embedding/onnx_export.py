@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ragkit.cpu import cpu_int8_isa, cpu_threads
+from ragkit.embedding.cpu import cpu_int8_isa, cpu_threads
 from ragkit.errors import ConfigError
 from ragkit.models import build_once, derived_model_dir, read_manifest
 

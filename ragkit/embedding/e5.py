@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from pydantic import PrivateAttr, model_validator
 
-from ragkit.embedding import Embedder
+from ragkit.embedding.embedder import Embedder
 from ragkit.errors import ConfigError
 
 E5_MODEL = "intfloat/multilingual-e5-small"
@@ -62,7 +62,7 @@ class _PackagedE5:
 
     @property
     def tokenizer(self) -> Any:
-        from ragkit.chunking import _default_tokenizer
+        from ragkit.index.chunking import _default_tokenizer
 
         return _default_tokenizer()
 

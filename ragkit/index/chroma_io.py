@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ragkit.errors import StoreError
-from ragkit.sources import LONE_SURROGATE
+from ragkit.index.sources import LONE_SURROGATE
 from ragkit.types import Chunk
 
 # Chunk fields kept beside the user's metadata in each chroma record; "_json" lists the keys
@@ -31,7 +31,7 @@ def chunk_to_record(chunk: Chunk) -> dict[str, Any]:
         if isinstance(value, str) and LONE_SURROGATE.search(value):
             raise StoreError(
                 f"chunk {chunk.id!r}: metadata {key!r} is not valid Unicode (a lone surrogate); "
-                "a file path is stored with ragkit.sources.stored_source"
+                "a file path is stored with ragkit.index.sources.stored_source"
             )
         if isinstance(value, _SCALARS) and not (isinstance(value, float) and value != value):
             meta[key] = value

@@ -15,7 +15,8 @@ Every export is checked against torch fp32 on fixed English and Chinese probe te
 built, and one that drifts is refused. int8's per-text drift, though small, exceeds what
 ragkit's precision checks allow (0.99 cosine for every text).
 
-The export and its checks live in `ragkit.onnx_export`, CPU probing in `ragkit.cpu`.
+The export and its checks live in `ragkit.embedding.onnx_export`, CPU probing in
+`ragkit.embedding.cpu`.
 
 Vectors from the backends of one model are interchangeable for search (int8 keeps mean cosine
 >= 0.99 to fp32 and the same answer recall on the bundled questions), so a store records the
@@ -34,11 +35,10 @@ import numpy as np
 from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from ragkit.cpu import cpu_has_fast_bf16
+from ragkit.embedding.cpu import cpu_has_fast_bf16
+from ragkit.embedding.onnx_export import OnnxEncoder, export_dir, load_onnx, onnx_available
 from ragkit.errors import ConfigError
-from ragkit.heap import limit_heap_growth
 from ragkit.models import DEFAULT_EMBEDDING_MODEL, resolve_embedding_model
-from ragkit.onnx_export import OnnxEncoder, export_dir, load_onnx, onnx_available
 from ragkit.runnable import BatchedRunnable
 
 # The ONNX helpers are re-exported so the embedder's backends are one import away.
@@ -188,7 +188,6 @@ class Embedder(BatchedRunnable[str, list[float]]):
             return self._model
         with self._lock:
             if self._model is None:
-                limit_heap_growth()  # batches of varying shapes would otherwise bloat the heap
                 path = resolve_embedding_model(self.model)
                 self._model, self._backend = self._load_first(path)
         return self._model
