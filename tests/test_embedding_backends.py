@@ -101,7 +101,9 @@ def test_encoder_speaks_the_sentence_transformers_encode_call():
 
 @needs_onnx
 @pytest.mark.parametrize("backend", ONNX_BACKENDS)
-def test_export_is_cached_outside_the_model_folder(backend, source):
+def test_export_is_cached_outside_the_model_folder(backend, source, tmp_path, monkeypatch):
+    # A cache of its own: another test process may be exporting into the shared one right now.
+    monkeypatch.setenv("RAGKIT_CACHE", str(tmp_path / "cache"))
     before = _files(Path(source))
     first = export_dir(source, backend)
     manifest = read_manifest(first)
