@@ -27,11 +27,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ragkit.eval.crud_rag import default_crud_dir  # noqa: E402
+from ragkit.resources import evals_dir  # noqa: E402
 from ragkit.types import Prompt, Query  # noqa: E402
 
 CRUD = default_crud_dir(REPO)
 FACTOIDS = CRUD / "qa" / "questanswer_1doc_factoids.json"
-BUNDLED = REPO / "ragkit" / "eval" / "bundled"
+BUNDLED = evals_dir() / "bundled"
 
 
 @dataclass(frozen=True)
