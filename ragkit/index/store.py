@@ -33,6 +33,7 @@ from ragkit.index.manifest import (
     manifest_name,
 )
 from ragkit.index.manifest import batches as _batches
+from ragkit.index.short_results import complete_short_results
 from ragkit.types import Chunk, Retrieved
 
 __all__ = ["ChromaStore", "CollectionInfo", "DocumentRecord", "chunk_to_record", "to_where"]
@@ -254,11 +255,18 @@ class ChromaStore:
             return []
         if not self._find_existing():
             raise self._missing()
-        result = self._collection.query(
-            query_embeddings=array,
-            n_results=k,
-            where=to_where(where),
-            include=["documents", "metadatas", "distances"],
+        clause = to_where(where)
+        result = complete_short_results(
+            self._collection,
+            array,
+            k,
+            clause,
+            self._collection.query(
+                query_embeddings=array,
+                n_results=k,
+                where=clause,
+                include=["documents", "metadatas", "distances"],
+            ),
         )
         out: list[list[Retrieved]] = []
         for ids, docs, metas, dists in zip(
