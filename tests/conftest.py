@@ -73,7 +73,21 @@ def float32_generator():
 
 
 @pytest.fixture(scope="session")
-def bundled_spec(tmp_path_factory, bundled_corpus, embedder, local_generator):
+def bundled_index(tmp_path_factory, bundled_corpus, embedder) -> str:
+    """The bundled corpus ingested once per test process with the default chunker and embedder,
+    which `naive`, `best` and the served test pipelines share. Tests read it; a test that
+    writes to an index makes its own."""
+    from ragkit import build
+    from ragkit.spec import load_spec
+
+    spec = load_spec("naive").with_store(str(tmp_path_factory.mktemp("bundled-index")))
+    build.register_embedder(spec.embedder, embedder)
+    build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)
+    return spec.store.location
+
+
+@pytest.fixture(scope="session")
+def bundled_spec(bundled_index, embedder, local_generator):
     """The `naive` spec pointed at a fresh index of the bundled corpus, built once per run.
 
     The build registry is primed with the test run's embedder and generator so pipelines built
@@ -82,26 +96,24 @@ def bundled_spec(tmp_path_factory, bundled_corpus, embedder, local_generator):
     from ragkit import build
     from ragkit.spec import load_spec
 
-    spec = load_spec("naive").with_store(str(tmp_path_factory.mktemp("bundled-index")))
+    spec = load_spec("naive").with_store(bundled_index)
     # Two passages keep prompts short: tests check behaviour, not answer quality.
     spec = spec.model_copy(update={"retriever": spec.retriever.model_copy(update={"top_k": 2})})
     build.register_embedder(spec.embedder, embedder)
     build.register_generator(spec.generator, local_generator)
-    build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)
     return spec
 
 
 @pytest.fixture(scope="session")
-def scripted_spec(tmp_path_factory, bundled_corpus, embedder):
+def scripted_spec(bundled_index, embedder):
     """The `naive` spec on a fresh index of the bundled corpus, answered by the scripted
     generator: real retrieval, no model generation, so logic tests take milliseconds."""
     from ragkit import build
     from ragkit.spec import load_spec
 
-    spec = load_spec("naive").with_store(str(tmp_path_factory.mktemp("scripted-index")))
+    spec = load_spec("naive").with_store(bundled_index)
     spec = spec.override(generator={"kind": "scripted"}, retriever={"top_k": 2})
     build.register_embedder(spec.embedder, embedder)
-    build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)
     return spec
 
 

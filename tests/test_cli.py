@@ -21,6 +21,7 @@ def test_unknown_pipeline_is_one_line_error():
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_missing_path_is_one_line_error(tmp_path):
     result = run("ingest", str(tmp_path / "nowhere"), "--store", str(tmp_path / "idx"))
     assert result.exit_code == 1

@@ -74,6 +74,7 @@ def test_chinese_sentences_are_scored_with_words_and_bigrams():
     assert "天气转晴" not in text and "降雨" not in text
 
 
+@pytest.mark.slow
 def test_embedder_scoring_picks_the_sentence_closest_in_meaning(embedder):
     out = ExtractiveCompressor(max_tokens=12, embedder=embedder).invoke(
         {"query": "Who looks after the museum collection?", "retrieved": passages(MUSEUM)}

@@ -103,6 +103,7 @@ def crud_snippets(crud_rag_dir) -> list[str]:
     return [line[start : start + 60] for line in lines for start in (40, 400)]
 
 
+@pytest.mark.slow
 def test_bfloat16_matches_float32_on_chinese_and_english(embedder, crud_snippets):
     """bf16 is only worth offering if it keeps the geometry: cosine >= 0.99 to fp32 per text.
 

@@ -99,6 +99,7 @@ def test_encoder_speaks_the_sentence_transformers_encode_call():
     np.testing.assert_allclose(raw, embedder.embed_documents(SENTENCES), atol=1e-5)
 
 
+@pytest.mark.slow
 @needs_onnx
 @pytest.mark.parametrize("backend", ONNX_BACKENDS)
 def test_export_is_cached_outside_the_model_folder(backend, source, tmp_path, monkeypatch):

@@ -186,6 +186,7 @@ def test_exact_match_normalises_answers():
 # --- embedding similarity ---
 
 
+@pytest.mark.slow
 def test_embedding_similarity_with_real_embedder(embedder):
     a = [
         "The cat sits on the mat.",

@@ -124,6 +124,7 @@ def test_file_deleted_while_loading_is_reported_and_loading_goes_on(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_ingest_goes_on_when_files_vanish_mid_run(tmp_path, embedder):
     from ragkit.index.chunking import TokenChunker
     from ragkit.index.ingest import Ingestor
@@ -154,6 +155,7 @@ def test_ingest_goes_on_when_files_vanish_mid_run(tmp_path, embedder):
     assert store.count() == report.chunks_added == sum(d.chunks for d in stored.values())
 
 
+@pytest.mark.slow
 def test_cli_ingest_of_a_hostile_folder_notes_each_file_and_keeps_the_rest(tmp_path, repo_root):
     corpus = tmp_path / "corpus"
     corpus.mkdir()

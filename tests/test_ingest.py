@@ -242,6 +242,7 @@ def test_ctrl_c_stops_after_the_current_batch_keeping_what_was_written(
         assert {f"{doc.doc_id}:{i:05d}" for i in range(doc.chunks)} <= stored
 
 
+@pytest.mark.slow
 def test_ingest_and_query_through_a_chroma_server(tmp_path, embedder):
     with chroma_server(tmp_path / "server") as url:
         corpus = _write_corpus(tmp_path / "docs", 3)
@@ -286,6 +287,7 @@ def test_long_documents_are_chunked_in_pieces_with_stable_ids(embedder):
 LONG_RUN = INGEST_SCRIPT.format(ct=CHUNK_TOKENS, ov=OVERLAP, extra=", piece_chars=3000")
 
 
+@pytest.mark.slow
 def test_killed_long_document_resumes_inside_it(tmp_path, embedder, repo_root):
     corpus = tmp_path / "docs"
     corpus.mkdir()

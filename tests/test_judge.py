@@ -194,6 +194,7 @@ def test_a_judge_that_is_down_leaves_a_note_per_item_and_is_not_retried_forever(
     assert all("scores" not in r for r in results)
 
 
+@pytest.mark.slow
 def test_eval_report_notes_bad_items_and_names_the_judge(tmp_path, scripted_spec):
     from ragkit import build
 

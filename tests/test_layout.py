@@ -57,6 +57,7 @@ def test_the_e5_embedder_is_one_class():
     assert from_stages is E5Embedder
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork for fresh module state")
 def test_every_module_imports_first_in_a_fresh_interpreter():
     """Each module is imported first in a process that holds no ragkit module, so an import

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,24 +24,20 @@ generator: {kind: local, max_new_tokens: 48}
 """
 
 
-def serve_pipeline(tmp_path_factory, bundled_corpus: Path, local_generator):
-    """The bundled corpus indexed once per run (re-ingesting skips unchanged files), served by a
-    pipeline whose generator is the test run's local model."""
+def serve_pipeline(tmp_path_factory, bundled_index: str, local_generator):
+    """A pipeline over the run's bundled index whose generator is the test run's local model."""
     from ragkit import build
     from ragkit.spec import load_spec
 
-    base = tmp_path_factory.getbasetemp() / "serve-index"
-    base.mkdir(exist_ok=True)
-    spec_file = base / "naive.yaml"
+    spec_file = tmp_path_factory.mktemp("serve-spec") / "naive.yaml"
     spec_file.write_text(SPEC, encoding="utf-8")
-    spec = load_spec(spec_file).with_store(str(base / "idx"))
-    build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)
+    spec = load_spec(spec_file).with_store(bundled_index)
     return build.pipeline(spec).model_copy(update={"generator": local_generator})
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, bundled_corpus, local_generator):
-    rag = serve_pipeline(tmp_path_factory, bundled_corpus, local_generator)
+def server(tmp_path_factory, bundled_index, local_generator):
+    rag = serve_pipeline(tmp_path_factory, bundled_index, local_generator)
     settings = ServeSettings(
         api_key=KEY, max_queue=1, max_concurrency=1, max_tokens_limit=64, max_body_bytes=20_000
     )

@@ -26,10 +26,10 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="chromium i
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, bundled_corpus, local_generator):
+def server(tmp_path_factory, bundled_index, local_generator):
     from test_serve_api import serve_pipeline
 
-    rag = serve_pipeline(tmp_path_factory, bundled_corpus, local_generator)
+    rag = serve_pipeline(tmp_path_factory, bundled_index, local_generator)
     with BackgroundServer(create_app([rag], ServeSettings(max_tokens_limit=64))) as running:
         yield running
 

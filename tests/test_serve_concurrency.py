@@ -26,14 +26,13 @@ def backend(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory, bundled_corpus, embedder) -> Path:
-    """The bundled corpus in a real chromadb index, built once for this module."""
+def index(tmp_path_factory, bundled_index, embedder) -> Path:
+    """A folder whose `idx` is the run's real chromadb index of the bundled corpus."""
     from ragkit import build
 
     folder = tmp_path_factory.mktemp("passthrough")
-    spec = pipeline_spec(folder, "http://127.0.0.1:9")
-    build.register_embedder(spec.embedder, embedder)
-    build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)
+    (folder / "idx").symlink_to(bundled_index, target_is_directory=True)
+    build.register_embedder(pipeline_spec(folder, "http://127.0.0.1:9").embedder, embedder)
     return folder
 
 

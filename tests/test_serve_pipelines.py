@@ -29,14 +29,11 @@ ITERATING_YAML += "iterate: {rounds: 2}\n"
 
 
 @pytest.fixture(scope="module")
-def index(tmp_path_factory, bundled_corpus, embedder) -> str:
+def index(bundled_index, embedder) -> str:
     """One index of the bundled corpus that every named pipeline reads (same embedder and
     chunker in all of them)."""
-    location = str(tmp_path_factory.mktemp("served-pipelines"))
-    spec = load_spec("best").with_store(location)
-    build.register_embedder(spec.embedder, embedder)
-    build.ingestor(spec).ingest([str(bundled_corpus)], progress=False)
-    return location
+    build.register_embedder(load_spec("best").embedder, embedder)
+    return bundled_index
 
 
 def scripted(name: str):
@@ -59,6 +56,7 @@ def streamed_text(chunks: list[dict]) -> str:
     return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
 
 
+@pytest.mark.slow
 def test_every_named_pipeline_is_served_and_streams_an_answer(index):
     names = pipeline_names()
     assert "iter-retgen" in names and "naive" in names
@@ -125,6 +123,7 @@ def ragkit_serve(spec_file: Path, store: str):
     return ragkit_serve_process(spec_file.parent, "-p", str(spec_file), "--store", store)
 
 
+@pytest.mark.slow
 def test_ragkit_serve_starts_an_iterating_yaml_and_answers(index, tmp_path):
     spec_file = tmp_path / "it.yaml"
     spec_file.write_text(ITERATING_YAML, encoding="utf-8")

@@ -98,6 +98,7 @@ def test_iter_retgen_matches_in_batch_and_stream(scripted_spec):
     assert len(batched[0].trace) == 2
 
 
+@pytest.mark.slow
 def test_expansion_then_compression_follow_reranking(scripted_spec):
     spec = scripted_spec.override(
         rerank={"kind": "rrf"}, expand={"sentences": 1}, compress={"max_tokens": 80}
