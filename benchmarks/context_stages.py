@@ -4,8 +4,12 @@ sentences (extraction by BM25 or by the model).
 
 Slices: `crud:N` = CRUD-RAG news parts N (the three `documents_dup_part_N_*` files) and the
 first `--questions` answerable factoid questions whose article lies there (as
-`benchmarks/crud_slices.py` draws them); `bundled:1` / `bundled:2` = the first and second half
-of the bundled suite's read questions over its corpus. Every variant is `best` (BM25 over words
+`benchmarks/crud_slices.py` draws them); `create:N` = news continuation over the same files, as
+the `crud-news` suite builds it (an article's opening is the question, its own rest the
+reference, and the article and its near-copies are left out of the index), scored by CRUD-RAG's
+BLEU and ROUGE-L in the columns where read items show contains-reference and token F1;
+`bundled:1` / `bundled:2` = the first and second half of the bundled suite's read questions
+over its corpus. Every variant is `best` (BM25 over words
 and character bigrams, top 5, the local 0.5B model) with some settings changed; retrieval runs
 over the slice's chunks in memory, as `ragkit tune` does for lexical variants, with the
 expander reading neighbours from the same chunks.
@@ -125,6 +129,15 @@ def slice_data(name: str, questions: int) -> tuple[list[Any], Any]:
         folder = slice_dir(CRUD / "news", [int(part)])
         items = answerable_factoids(folder, CRUD / "qa" / "questanswer_1doc_factoids.json")
         return items[:questions], lambda: load_crud_news(folder)
+    if kind == "create":
+        from crud_slices import slice_dir
+
+        from ragkit.eval.crud_news import continuation_items
+        from ragkit.eval.crud_rag import load_crud_news
+
+        folder = slice_dir(CRUD / "news", [int(part)])
+        creates, left_out = continuation_items(list(load_crud_news(folder)), set(), questions)
+        return creates, lambda: (d for d in load_crud_news(folder) if d.id not in left_out)
     if kind == "bundled":
         from ragkit.eval.datasets import load_suite
         from ragkit.index.loaders import load_documents
@@ -134,7 +147,7 @@ def slice_data(name: str, questions: int) -> tuple[list[Any], Any]:
         half = (len(reads) + 1) // 2
         chosen = reads[:half] if part == "1" else reads[half:]
         return chosen, lambda: load_documents([suite.corpus])
-    raise SystemExit(f"unknown slice {name!r}: use crud:N or bundled:1/2")
+    raise SystemExit(f"unknown slice {name!r}: use crud:N, create:N or bundled:1/2")
 
 
 def chunks_for(spec: PipelineSpec, slice_name: str, documents: Any, work: Path) -> list[Any]:
@@ -233,8 +246,10 @@ def answer_one(rag: Any, item: Any) -> dict[str, Any]:
     picking = sum(a.usage.prompt_tokens for a in calls.answers) - answer.usage.prompt_tokens
     return {
         "output": answer.text,
-        "contains_reference": scores["contains_reference"],
-        "token_f1": scores["token_f1"],
+        # Read items: the answer against its references; Create items (no short answer):
+        # CRUD-RAG's BLEU and ROUGE-L against the article's own continuation.
+        "contains_reference": scores.get("contains_reference", scores.get("crud_bleu", 0.0)),
+        "token_f1": scores.get("token_f1", scores.get("crud_rouge_l", 0.0)),
         "prompt_tokens": answer.usage.prompt_tokens,
         "picking_prompt_tokens": max(picking, 0),
         "ttft_s": first if first is not None else total,

@@ -10,8 +10,9 @@ questions after the same warm-up, in one run.
 
 Both generators share the loaded weights and run one request at a time; for each measured
 question they alternate in going first, so background load falls on both alike. `--memory N`
-instead asks N CRUD-RAG questions with a small passage budget (one new token each) and records
-the store's bytes and the process's resident memory as it goes.
+instead asks N CRUD-RAG questions, drawn at random from a pool whose passages outgrow the
+budget (one new token each), and records the store's bytes and the process's resident memory as
+it goes.
 
     python benchmarks/kv_passages.py [--crud-parts 1] [--crud-items 40] [--out FILE]
     python benchmarks/kv_passages.py --memory 1000 --budget-mb 256
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -232,12 +234,11 @@ def memory(args: argparse.Namespace) -> str:
         passage_recompute_share=args.share,
     )
     store = gen.passage_store
-    questions: list[Question] = []
-    for parts in ([1], [2], [3], [4]):
-        questions += crud_questions(parts)
-        if len(questions) >= args.memory:
-            break
-    questions = (questions * (args.memory // max(len(questions), 1) + 1))[: args.memory]
+    # Drawn at random from a pool whose passages outgrow the budget, so the store keeps
+    # evicting while later draws still find some of their passages stored.
+    pool = crud_questions(args.crud_parts)[: args.memory_pool]
+    draw = random.Random(0)
+    questions = [draw.choice(pool) for _ in range(args.memory)]
     process = psutil.Process()
     peak, rss = 0, []
     started = time.perf_counter()
@@ -250,7 +251,9 @@ def memory(args: argparse.Namespace) -> str:
     wall = time.perf_counter() - started
     return "\n".join(
         [
-            f"## Memory: {len(questions)} CRUD-RAG questions, passage budget {args.budget_mb} MiB",
+            f"## Memory: {len(questions)} CRUD-RAG questions (drawn with replacement from the "
+            f"first {len(pool)} of {slice_label(args.crud_parts)}), passage budget "
+            f"{args.budget_mb} MiB, batches of 8",
             "",
             f"- store at the end: {store_line(store)}",
             f"- largest store size seen (checked after every batch of 8): {peak / 2**20:.1f} MiB "
@@ -277,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--share", type=float, default=0.1, help="passage_recompute_share")
     parser.add_argument("--memory", type=int, default=0, help="questions of the memory run")
     parser.add_argument("--budget-mb", type=int, default=1024, help="passage store budget")
+    parser.add_argument("--memory-pool", type=int, default=100, help="questions drawn from")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     name = "kv_passages_memory.md" if args.memory else "kv_passages.md"
