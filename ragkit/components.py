@@ -27,6 +27,7 @@ LocalOptions = section_options(
         "passage_cache_mb",
         "passage_recompute_tokens",
         "passage_recompute_share",
+        "passage_misses",
         "passage_cache_dir",
     ),
 )
@@ -66,6 +67,7 @@ def _local(spec: Any, parts: Parts) -> Any:
         passage_cache_bytes=spec.passage_cache_mb * 2**20,
         passage_recompute_tokens=spec.passage_recompute_tokens,
         passage_recompute_share=spec.passage_recompute_share,
+        passage_misses=spec.passage_misses,
         passage_cache_dir=spec.passage_cache_dir,
         **_concurrency(spec),
     )

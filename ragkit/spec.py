@@ -97,6 +97,7 @@ class GeneratorSpec(_Pluggable):
     passage_cache_mb: int = Field(1024, ge=0)
     passage_recompute_tokens: int = Field(16, ge=0, le=4096)
     passage_recompute_share: float = Field(0.1, ge=0.0, le=1.0)
+    passage_misses: Literal["in_prompt", "alone"] = "in_prompt"
     passage_cache_dir: str | None = None  # passage KV computed ahead by `ragkit kv warm`
     # Requests served at once; unset, the backend's own default (a model server takes many).
     max_concurrency: int | None = Field(None, gt=0, le=10_000)

@@ -182,8 +182,10 @@ def full_forward(loaded, ids):
     return out.logits[0, -1], cache
 
 
-def run(loaded, plan, store, recompute, prefix_cache=None, cancelled=never, share=0.0):
-    reuse = PassageReuse(store, "tiny|float32", recompute, recompute_share=share)
+def run(loaded, plan, store, recompute, prefix_cache=None, cancelled=never, share=0.0, alone=False):
+    reuse = PassageReuse(
+        store, "tiny|float32", recompute, recompute_share=share, misses_in_prompt=not alone
+    )
     with torch.inference_mode():
         return prefill_passages(loaded, plan, reuse, prefix_cache, 8, cancelled)
 
@@ -218,11 +220,12 @@ def test_recomputing_every_passage_token_is_full_prefill(loaded):
 
 
 def test_a_passage_right_after_the_context_is_reused_exactly(loaded):
-    """Its real context is the one it was encoded after, so reuse without recompute is exact."""
+    """Computed alone, its real context is the one it was encoded after, so reuse without
+    recompute is exact."""
     plan = build_plan(context=6, prefix=0, passages=[(0, 40)], suffix=5)
     store = PassageKVStore(1 << 24)
-    run(loaded, plan, store, recompute=0)  # computes and stores the passage
-    done = run(loaded, plan, store, recompute=0)
+    run(loaded, plan, store, recompute=0, alone=True)  # computes and stores the passage
+    done = run(loaded, plan, store, recompute=0, alone=True)
     assert (done.hits, done.misses, done.reused) == (1, 0, 6 + 40)  # context and passage
     logits, _ = full_forward(loaded, plan.ids)
     torch.testing.assert_close(done.logits, logits, atol=1e-4, rtol=1e-4)
@@ -249,21 +252,61 @@ def test_a_passage_reused_at_a_new_position_and_with_a_new_number(loaded):
     assert not torch.allclose(keys[:, span.body : span.body + 4], expected[:, :4], atol=1e-3)
 
 
-def test_hits_give_the_same_logits_as_misses(loaded):
+def test_computed_alone_hits_give_the_same_logits_as_misses(loaded):
     plan = build_plan(context=5, prefix=7, passages=[(2, 18), (2, 25), (2, 12)], suffix=4)
     store = PassageKVStore(1 << 24)
-    cold = run(loaded, plan, store, recompute=4)
-    warm = run(loaded, plan, store, recompute=4)
+    cold = run(loaded, plan, store, recompute=4, alone=True)
+    warm = run(loaded, plan, store, recompute=4, alone=True)
     assert (cold.hits, cold.misses, warm.hits, warm.misses) == (0, 3, 3, 0)
     assert cold.reused == 0
     assert warm.reused == (18 - 4) + (25 - 4) + (12 - 4)
     assert torch.equal(cold.logits, warm.logits)
 
 
+def test_a_prompt_of_new_passages_is_full_prefill_and_stores_them_as_computed(loaded):
+    plan = build_plan(context=5, prefix=7, passages=[(2, 18), (2, 25), (2, 12)], suffix=4)
+    store = PassageKVStore(1 << 24)
+    cold = run(loaded, plan, store, recompute=4, share=0.1)
+    assert (cold.hits, cold.misses, cold.reused) == (0, 3, 0)
+    logits, cache = full_forward(loaded, plan.ids)
+    torch.testing.assert_close(cold.logits, logits, atol=1e-4, rtol=1e-4)
+    assert len(store) == 3  # the passages, nothing computed on the side
+    for span in plan.passages:
+        body = plan.ids[span.body : span.end]
+        [key] = [k for k in store.lru_keys() if store.get(k, count=False).tokens == len(body)]
+        stored = store.get(key, count=False)
+        assert stored.base == span.body
+        for layer, full in enumerate(cache.layers):
+            torch.testing.assert_close(
+                stored.keys[layer], full.keys[0, :, span.body : span.end], atol=1e-4, rtol=1e-4
+            )
+    warm = run(loaded, plan, store, recompute=4)
+    assert (warm.hits, warm.misses) == (3, 0)
+    assert warm.reused == (18 - 4) + (25 - 4) + (12 - 4)
+    # Placed where they were computed, after the same passages, the stored rows are exact.
+    torch.testing.assert_close(warm.logits, logits, atol=1e-3, rtol=1e-3)
+
+
+def test_a_stored_passage_and_a_new_one_in_one_prompt(loaded):
+    first = build_plan(context=4, prefix=3, passages=[(1, 24)], suffix=3, seed=1)
+    store = PassageKVStore(1 << 24)
+    run(loaded, first, store, recompute=4)
+    body = list(first.ids[first.passages[0].body : first.passages[0].end])
+    fresh = [(7 * i) % 96 for i in range(30)]
+    ids = list(first.ids[:4]) + [9] * 5 + [11] + fresh + [12] + body + [1, 2, 3]
+    spans = (PassageSpan(9, 10, 40), PassageSpan(40, 41, 41 + len(body)))
+    later = PromptPlan(tuple(ids), first.context, 9, spans, spans[1].end)
+    done = run(loaded, later, store, recompute=4)
+    assert (done.hits, done.misses) == (1, 1)
+    assert done.reused == len(body) - 4
+    again = run(loaded, later, store, recompute=4)
+    assert (again.hits, again.misses) == (2, 0)
+
+
 def test_short_bodies_are_recomputed_not_stored(loaded):
     plan = build_plan(context=5, prefix=4, passages=[(1, 3), (1, 20)], suffix=3)
     store = PassageKVStore(1 << 24)
-    done = run(loaded, plan, store, recompute=4)
+    done = run(loaded, plan, store, recompute=4, alone=True)
     assert (done.hits, done.misses) == (0, 1)
     assert len(store) == 2  # the context and the one long passage
 
@@ -332,7 +375,7 @@ def test_a_warmed_folder_serves_passages_missing_from_memory(loaded, tmp_path):
         done = prefill_passages(loaded, plan, later, None, 8, never)
     assert (done.hits, done.misses) == (2, 0)
     assert later.store.stats().hits == 2 and len(later.store) == 2
-    cold = run(loaded, plan, PassageKVStore(1 << 24), recompute=2)
+    cold = run(loaded, plan, PassageKVStore(1 << 24), recompute=2, alone=True)
     assert torch.equal(done.logits, cold.logits)
 
     disk.files()[0].write_bytes(b"not a tensor file")
@@ -350,6 +393,21 @@ def test_kv_reuse_is_a_local_generator_setting():
         )
     with pytest.raises(ValueError, match="kv_reuse"):
         PipelineSpec.model_validate({"generator": {"kv_reuse": "blocks"}})
+    with pytest.raises(ValueError, match="passage_misses"):
+        PipelineSpec.model_validate({"generator": {"passage_misses": "later"}})
+
+
+def test_how_misses_are_computed_reaches_the_generator_from_yaml():
+    from ragkit import build
+    from ragkit.spec import PipelineSpec
+
+    for misses in ("in_prompt", "alone"):
+        spec = PipelineSpec.model_validate(
+            {"generator": {"kind": "local", "kv_reuse": "passages", "passage_misses": misses}}
+        )
+        generator = build.generator(spec)
+        assert generator.passage_misses == misses
+        assert generator._reuse().misses_in_prompt is (misses == "in_prompt")
 
 
 def test_recomputing_the_most_deviating_share_of_tokens(loaded):

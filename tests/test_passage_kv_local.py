@@ -1,6 +1,7 @@
 """Passage KV reuse (`kv_reuse: passages`) with the real packaged model: passages found again at
-other ranks, answers that do not depend on what was stored, exactness where everything is
-recomputed, batching, cancellation, the warm-up command and the server's counters."""
+other ranks, new passages computed exactly in their prompt, answers that do not depend on what
+was stored when passages are computed alone, exactness where everything is recomputed,
+batching, cancellation, the warm-up command and the server's counters."""
 
 from __future__ import annotations
 
@@ -46,11 +47,13 @@ def body_tokens(gen: LocalGenerator, p: Prompt) -> list[int]:
     return [s.end - s.body for s in plan.passages]
 
 
-def test_passages_are_found_again_at_other_ranks(local_generator):
-    gen = LocalGenerator(kv_reuse="passages", max_new_tokens=32)
+@pytest.mark.parametrize("misses", ["in_prompt", "alone"])
+def test_passages_are_found_again_at_other_ranks(local_generator, misses):
+    gen = LocalGenerator(kv_reuse="passages", passage_misses=misses, max_new_tokens=32)
     first = gen.invoke(prompt("Who designed the Kestrel Bridge?", (0, 1, 2)))
     assert (first.usage.passage_hits, first.usage.passage_misses) == (0, 3)
     assert first.usage.cached_prompt_tokens == 0
+    assert "Ellory" in first.text
     later_prompt = prompt("How high did the river Lune rise in 2015?", (2, 0, 1))
     later = gen.invoke(later_prompt)
     assert (later.usage.passage_hits, later.usage.passage_misses) == (3, 0)
@@ -59,16 +62,21 @@ def test_passages_are_found_again_at_other_ranks(local_generator):
     # The instruction's whole blocks come from the prefix cache on top of the passages.
     assert later.usage.cached_prompt_tokens >= reused
     assert later.usage.cached_prompt_tokens < later.usage.prompt_tokens
-    assert "4.2" in later.text
-    assert "Ellory" in first.text
     stats = gen.passage_store.stats()
-    assert (stats.hits, stats.misses, stats.entries) == (3, 3, 4)  # + the encoding context
+    # Computed alone, the encoding context is stored too.
+    assert (stats.hits, stats.misses, stats.entries) == (3, 3, 3 if misses == "in_prompt" else 4)
+    # Not asked of `in_prompt`: passage 3 of the first prompt moves to rank 1, and stored as
+    # computed in that prompt its KV still carries attention to two passages that no longer
+    # precede it; here the 0.5B model then misses the figure. How often that costs an answer is
+    # measured by benchmarks/kv_passages_quality.py.
+    if misses == "alone":
+        assert "4.2" in later.text
 
 
-def test_answers_do_not_depend_on_what_was_stored(local_generator):
+def test_passages_computed_alone_make_answers_independent_of_what_was_stored(local_generator):
     p = prompt("Who is the current leader of Harwick's town council?", (1, 3, 0))
-    cold = LocalGenerator(kv_reuse="passages", max_new_tokens=24)
-    warm = LocalGenerator(kv_reuse="passages", max_new_tokens=24)
+    cold = LocalGenerator(kv_reuse="passages", passage_misses="alone", max_new_tokens=24)
+    warm = LocalGenerator(kv_reuse="passages", passage_misses="alone", max_new_tokens=24)
     warm.precompute_passages([prompt("Anything?", (0, 3)), prompt("Anything?", (1,))])
     a, b = cold.invoke(p), warm.invoke(p)
     assert (a.usage.passage_misses, b.usage.passage_hits) == (3, 3)
@@ -81,11 +89,15 @@ def test_recomputing_every_token_is_full_prefill_in_float32():
     full = LocalGenerator(
         dtype="float32", kv_reuse="passages", passage_recompute_tokens=100_000, max_new_tokens=16
     )
+    in_prompt = LocalGenerator(dtype="float32", kv_reuse="passages", max_new_tokens=16)
     for p in (prompt("When did the bridge open?", (0, 2)), prompt("图书馆哪天闭馆？", (3, 1))):
         expected = off.invoke(p)
         got = full.invoke(p)
         assert got.text == expected.text
         assert got.usage.cached_prompt_tokens == 0 and got.usage.passage_misses == 0
+        # New passages are computed in their prompt, so the first answer is full prefill's.
+        first = in_prompt.invoke(p)
+        assert first.usage.passage_misses == 2 and first.text == expected.text
 
 
 def test_batch_and_concurrent_callers_get_what_each_gets_alone():
@@ -96,6 +108,7 @@ def test_batch_and_concurrent_callers_get_what_each_gets_alone():
         prompt("When does the library close?", (3, 0)),
         prompt("What protects the market square?", (2, 1, 0)),
     ]
+    gen.batch(prompts)  # stores every passage, so each call below places the same ones
     alone = [gen.invoke(p).text for p in prompts]
     batched = gen.batch(prompts)
     assert [a.text for a in batched] == alone
@@ -126,7 +139,8 @@ class CancelAfter(threading.Event):
 
 
 def test_cancelling_mid_prefill_leaves_only_whole_passages_stored(local_generator):
-    gen = LocalGenerator(kv_reuse="passages", max_new_tokens=8, prefill_block_tokens=16)
+    options = {"kv_reuse": "passages", "passage_misses": "alone", "max_new_tokens": 8}
+    gen = LocalGenerator(prefill_block_tokens=16, **options)
     p = prompt("Who designed the Kestrel Bridge?", (0, 1, 2, 3))
     with cancellable(CancelAfter(9)), pytest.raises(GenerationCancelled):
         gen.invoke(p)
@@ -136,7 +150,22 @@ def test_cancelling_mid_prefill_leaves_only_whole_passages_stored(local_generato
     assert sizes <= whole | {len(plan.context)}
     assert len(gen.passage_store) < 5  # it stopped before every passage was stored
     resumed = gen.invoke(p)
-    assert resumed.text == LocalGenerator(kv_reuse="passages", max_new_tokens=8).invoke(p).text
+    assert resumed.text == LocalGenerator(**options).invoke(p).text
+    assert local_generator.loaded().scheduler().active == 0
+
+
+def test_a_prompt_cancelled_mid_prefill_stores_none_of_its_new_passages(local_generator):
+    """Passages computed in their prompt are stored only once the prompt's prefill is whole."""
+    gen = LocalGenerator(kv_reuse="passages", max_new_tokens=8, prefill_block_tokens=16)
+    p = prompt("Who designed the Kestrel Bridge?", (0, 1, 2, 3))
+    with cancellable(CancelAfter(3)), pytest.raises(GenerationCancelled):
+        gen.invoke(p)
+    assert len(gen.passage_store) == 0
+    resumed = gen.invoke(p)
+    assert (resumed.usage.passage_hits, resumed.usage.passage_misses) == (0, 4)
+    fresh = LocalGenerator(kv_reuse="passages", max_new_tokens=8, prefill_block_tokens=16)
+    assert resumed.text == fresh.invoke(p).text
+    assert len(gen.passage_store) == 4
     assert local_generator.loaded().scheduler().active == 0
 
 

@@ -245,6 +245,9 @@ class LocalGenerator(Generator):
     passage_cache_bytes: int = Field(default=DEFAULT_PASSAGE_CACHE_BYTES, ge=0)
     passage_recompute_tokens: int = Field(default=DEFAULT_PASSAGE_RECOMPUTE_TOKENS, ge=0)
     passage_recompute_share: float = Field(default=DEFAULT_PASSAGE_RECOMPUTE_SHARE, ge=0.0, le=1.0)
+    # `in_prompt`: a passage not stored yet is computed exactly in its prompt, then stored;
+    # `alone`: computed first on its own, so what is stored is the same whichever prompt did.
+    passage_misses: Literal["in_prompt", "alone"] = "in_prompt"
     # A folder `ragkit kv warm` filled: passages missing from memory are read from it.
     passage_cache_dir: str | None = None
     prefill_block_tokens: int = Field(default=64, gt=0)
@@ -342,6 +345,7 @@ class LocalGenerator(Generator):
             self.passage_recompute_tokens,
             disk,
             self.passage_recompute_share,
+            self.passage_misses == "in_prompt",
         )
 
     def precompute_passages(self, prompts: Seq[Prompt]) -> tuple[int, int]:

@@ -28,6 +28,10 @@ class PassageReuse:
     recompute_tokens: int
     disk: PassageKVDisk | None = None
     recompute_share: float = 0.0  # of the other placed tokens, those whose KV is most off
+    # A passage not yet stored is computed in place, with the prompt before it in view (exact,
+    # and at no extra cost: its KV is then stored as it came out), or, when False, on its own
+    # after the fixed context first, so what is stored does not depend on the first prompt.
+    misses_in_prompt: bool = True
 
     def reusable(self, span: PassageSpan) -> bool:
         """Bodies no longer than the recomputed tokens are simply computed in place."""
@@ -39,6 +43,8 @@ class Found:
     """Each passage's KV and whether it was stored before this prompt (None: not reusable)."""
 
     entries: list[tuple[PassageKV, bool] | None] = field(default_factory=list)
+    # (passage index, key) of the passages computed in place, to store once the prompt is done
+    to_store: list[tuple[int, str]] = field(default_factory=list)
     hits: int = 0
     misses: int = 0
     evictions: int = 0
@@ -130,11 +136,12 @@ class _Encoder:
 def passage_entries(
     loaded: Any, plan: PromptPlan, reuse: PassageReuse, block: int, cancelled: Callable[[], bool]
 ) -> Found | None:
-    """Every passage's KV for `plan`, computing and storing the missing ones; None when
-    cancelled (what was computed before then stays stored: it is whole and correct)."""
+    """Every stored passage's KV for `plan`; the missing ones are computed now on their own and
+    stored, or left to be computed in the prompt (`misses_in_prompt`). None when cancelled
+    (what was computed before then stays stored: it is whole and correct)."""
     encoder = _Encoder(loaded, plan, reuse, block, cancelled)
     found = Found()
-    for span in plan.passages:
+    for index, span in enumerate(plan.passages):
         if not reuse.reusable(span):
             found.entries.append(None)
             continue
@@ -144,6 +151,11 @@ def passage_entries(
         if entry is not None:
             found.hits += 1
             found.entries.append((entry, True))
+            continue
+        if reuse.misses_in_prompt:
+            found.misses += 1
+            found.entries.append(None)
+            found.to_store.append((index, key))
             continue
         entry = encoder.encode(span, key)
         if entry is None:

@@ -1,7 +1,10 @@
 """Prefill a RAG prompt from stored passage KV: rotate, place, and recompute a few tokens.
 
-A passage's keys and values are computed once, after a fixed context (the chat template's
-opening), and stored with the rotary position they were computed at. In a later prompt each
+A passage's keys and values are computed once and stored with the rotary position they were
+computed at: by default in the first prompt that brings it, where it is computed exactly with
+that prompt before it in view (so a prompt of new passages is answered as full prefill would),
+or with `passage_misses: alone` on its own after a fixed context (the chat template's opening),
+so the stored KV does not depend on which prompt came first. In a later prompt each
 stored passage is copied to where it lands, its keys rotated by the position difference (rotary
 embeddings compose: rotating a key made at position p by d gives the key made at p + d; values
 carry no position). What an independent encoding misses is attention across passages and to the
@@ -25,7 +28,7 @@ from ragkit.generation.kv_cache import CacheHit, PrefixKVCache
 from ragkit.generation.passage_encode import PassageReuse, passage_entries
 from ragkit.generation.passage_plan import PromptPlan
 from ragkit.generation.passage_select import deviation_rows
-from ragkit.generation.passage_store import passage_key
+from ragkit.generation.passage_store import PassageKV, passage_key
 
 # Rotary variants whose angle is linear in the position, so a rotation by d moves a key by d.
 COMPOSABLE_ROPE = frozenset({"default", "linear", "llama3", "yarn"})
@@ -171,6 +174,12 @@ def prefill_passages(
     logits = recompute_rows(loaded, ids, rows, keys, values, block, cancelled)
     if logits is None:
         return None
+    evictions = found.evictions
+    for index, key in found.to_store:  # computed in place just now: stored as they came out
+        span = plan.passages[index]
+        body = slice(span.body, span.end)
+        entry = PassageKV(keys[:, 0, :, body].clone(), values[:, 0, :, body].clone(), span.body)
+        evictions += reuse.store.put(key, entry)
     layer_kv = list(zip(keys, values, strict=True))
     if prefix_cache is not None:
         prefix_cache.put(
@@ -183,7 +192,7 @@ def prefill_passages(
         reused,
         found.hits,
         found.misses,
-        found.evictions,
+        evictions,
     )
 
 
