@@ -19,6 +19,7 @@ NAMED = [
     "hyde",
     "iter-retgen",
     "best",
+    "best-extract",
     "bm25-zh",
     "chat",
 ]
