@@ -62,7 +62,7 @@ def answer_all(
         seen = {(r["mode"], r["id"]) for r in done}
         for start in range(0, len(questions), args.batch):
             part = questions[start : start + args.batch]
-            for mode in MODES:
+            for mode in args.modes:
                 todo = [q for q in part if (mode, q.id) not in seen]
                 if not todo:
                     continue
@@ -149,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--recompute", type=int, default=16, help="passage_recompute_tokens")
     parser.add_argument("--share", type=float, default=0.1, help="passage_recompute_share")
     parser.add_argument("--layout", choices=("append", "prepend"), default="prepend")
+    parser.add_argument(
+        "--modes", nargs="+", choices=MODES, default=list(MODES), help="answer only these now"
+    )
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument(
         "--out", type=Path, default=REPO / "benchmarks/results/kv_passages_quality.md"
