@@ -256,18 +256,13 @@ class ChromaStore:
         if not self._find_existing():
             raise self._missing()
         clause = to_where(where)
-        result = complete_short_results(
-            self._collection,
-            array,
-            k,
-            clause,
-            self._collection.query(
-                query_embeddings=array,
-                n_results=k,
-                where=clause,
-                include=["documents", "metadatas", "distances"],
-            ),
+        answered = self._collection.query(
+            query_embeddings=array,
+            n_results=k,
+            where=clause,
+            include=["documents", "metadatas", "distances"],
         )
+        result = complete_short_results(self._collection, array, k, clause, answered)
         out: list[list[Retrieved]] = []
         for ids, docs, metas, dists in zip(
             result["ids"],
