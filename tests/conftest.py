@@ -87,11 +87,11 @@ def bundled_index(tmp_path_factory, bundled_corpus, embedder) -> str:
 
 
 @pytest.fixture(scope="session")
-def bundled_spec(bundled_index, embedder, local_generator):
-    """The `naive` spec pointed at a fresh index of the bundled corpus, built once per run.
+def bundled_spec(bundled_index, local_generator):
+    """The `naive` spec over the run's bundled index, answered by the real local model.
 
-    The build registry is primed with the test run's embedder and generator so pipelines built
-    from specs share the already loaded models.
+    The build registry is primed with the test run's embedder (by `bundled_index`) and generator
+    so pipelines built from specs share the already loaded models.
     """
     from ragkit import build
     from ragkit.spec import load_spec
@@ -99,22 +99,19 @@ def bundled_spec(bundled_index, embedder, local_generator):
     spec = load_spec("naive").with_store(bundled_index)
     # Two passages keep prompts short: tests check behaviour, not answer quality.
     spec = spec.model_copy(update={"retriever": spec.retriever.model_copy(update={"top_k": 2})})
-    build.register_embedder(spec.embedder, embedder)
     build.register_generator(spec.generator, local_generator)
     return spec
 
 
 @pytest.fixture(scope="session")
-def scripted_spec(bundled_index, embedder):
-    """The `naive` spec on a fresh index of the bundled corpus, answered by the scripted
-    generator: real retrieval, no model generation, so logic tests take milliseconds."""
-    from ragkit import build
+def scripted_spec(bundled_index):
+    """The `naive` spec over the run's bundled index, answered by the scripted generator: real
+    retrieval (the embedder `bundled_index` registered), no model generation, so logic tests
+    take milliseconds."""
     from ragkit.spec import load_spec
 
     spec = load_spec("naive").with_store(bundled_index)
-    spec = spec.override(generator={"kind": "scripted"}, retriever={"top_k": 2})
-    build.register_embedder(spec.embedder, embedder)
-    return spec
+    return spec.override(generator={"kind": "scripted"}, retriever={"top_k": 2})
 
 
 @contextlib.contextmanager
