@@ -65,9 +65,8 @@ grep -q '"citations"' answer.jsonl
 step "eval"
 # The packaged `naive` pipeline from a YAML file of the user's, with short answers to keep it quick.
 printf 'name: smoke\ngenerator:\n  max_new_tokens: 12\n' >smoke.yaml
-"$bin/ragkit" eval --suite bundled --pipeline smoke.yaml --limit 1 --no-ragas --no-questeval \
-  --store evalindex \
-  --runs runs | tail -n 15
+"$bin/ragkit" eval --suite bundled --pipeline smoke.yaml --task read --limit 1 --no-ragas \
+  --no-questeval --store evalindex --runs runs | tail -n 15
 ls runs/*/summary.json >/dev/null
 
 step "serve"

@@ -83,6 +83,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "extract-300": {"compress": {"mode": "extract", "max_tokens": 300}},
     "extract-450": {"compress": {"mode": "extract", "max_tokens": 450}},
+    "extract-500": {"compress": {"mode": "extract", "max_tokens": 500}},
     "extract-600": {"compress": {"mode": "extract", "max_tokens": 600}},
     "extract-800": {"compress": {"mode": "extract", "max_tokens": 800}},
     "k8-extract-600": {

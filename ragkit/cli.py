@@ -298,6 +298,10 @@ def eval_command(
     limit: Annotated[
         int | None, typer.Option("--limit", help="At most N items per task kind.")
     ] = None,
+    tasks: Annotated[
+        list[str] | None,
+        typer.Option("--task", help="Only this task kind (create, read, update, delete); repeat."),
+    ] = None,
     judge_url: Annotated[
         str | None,
         typer.Option(
@@ -348,6 +352,7 @@ def eval_command(
         suite,
         pipelines or ["naive"],
         limit=limit,
+        tasks=tasks,
         runs=runs,
         run_dir=run_dir,
         store_location=store,

@@ -182,8 +182,11 @@ def test_kv_warm_writes_passages_a_later_generator_reads(bundled_spec, tmp_path)
     )
     assert result.exit_code == 0, result.output
     assert "3 chunks, 3 passages computed, 0 already there; 3 files" in result.output
-    again = CliRunner().invoke(app, ["kv", "warm", "--store", location, "--dir", str(folder)])
-    assert "3 already there" in again.output
+    # One chunk more: the three stored are read back, only the new one is computed.
+    again = CliRunner().invoke(
+        app, ["kv", "warm", "--store", location, "--dir", str(folder), "--limit", "4"]
+    )
+    assert "4 chunks, 1 passages computed, 3 already there; 4 files" in again.output
 
     chunks = build.store(bundled_spec).get_chunks()[:2]
     reader = LocalGenerator(kv_reuse="passages", passage_cache_dir=str(folder), max_new_tokens=4)

@@ -29,11 +29,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
 NEWS = CRUD_DIR / "news"
 # Embedding runs at roughly 10-30 chunks/s on a shared two-core machine (~3.8 chunks per article
-# at 256 tokens), and each Ray worker loads its own models: 40 articles (~150 chunks) keep both
-# engines' comparison exact while the suite stays short; benchmarks/ingest.py measures 1,000.
-# The killed run uses 24 articles, three batches of 8, so a replacement worker has work left.
-ARTICLES = 40
-KILLED_ARTICLES = 24
+# at 256 tokens), and each Ray worker loads its own models: 20 articles (~75 chunks, several
+# batches per worker) keep both engines' comparison exact while the suite stays short;
+# benchmarks/ingest.py measures 1,000. The killed run uses 12 articles, three batches of 4, so
+# a replacement worker has work left.
+ARTICLES = 20
+KILLED_ARTICLES = 12
+KILLED_BATCH = 4
 WORKERS = 2
 
 
@@ -174,7 +176,7 @@ def test_ray_ingest_matches_local_ingest(
     local_spec, local_report, local = local_news
     corpus = news_corpus
     spec = news_spec.with_store(chroma_server, "news-ray")
-    report = RayIngestor(spec, workers=WORKERS).ingest([corpus], progress=False)
+    report = RayIngestor(spec, workers=WORKERS, doc_batch_size=8).ingest([corpus], progress=False)
 
     assert report.documents_added == local_report.documents_added == ARTICLES
     assert report.chunks_added == local_report.chunks_added == local["count"]
@@ -237,7 +239,7 @@ def test_killed_worker_loses_and_duplicates_nothing(
     local = _subset(local, lambda source: source.split("#")[0] in kept)
     spec = news_spec.with_store(chroma_server, "news-killed")
     store = _KillingStore(chroma_server, "news-killed", embedding_model=spec.embedder.model)
-    report = RayIngestor(spec, workers=WORKERS, doc_batch_size=8, store=store).ingest(
+    report = RayIngestor(spec, workers=WORKERS, doc_batch_size=KILLED_BATCH, store=store).ingest(
         [corpus], progress=False
     )
 

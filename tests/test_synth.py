@@ -243,11 +243,11 @@ def test_synth_then_tune_end_to_end_with_the_local_model(tmp_path):
             "synth",
             str(corpus),
             "--n",
-            "2",
+            "1",
             "-o",
             str(out),
             "--max-candidates",
-            "6",
+            "3",
         ],
         capture_output=True,
         text=True,
@@ -275,6 +275,11 @@ def test_synth_then_tune_end_to_end_with_the_local_model(tmp_path):
     suite = str(mixed)
     space = tmp_path / "space.yaml"
     space.write_text("space:\n  retriever.lexical: [words, words+bigrams]\n", encoding="utf-8")
+    base = tmp_path / "short-bm25.yaml"  # bm25-zh with short answers, to keep the test quick
+    base.write_text(
+        "retriever: {kind: bm25, top_k: 5}\ngenerator: {kind: local, max_new_tokens: 24}\n",
+        encoding="utf-8",
+    )
     tuned = subprocess.run(
         [
             sys.executable,
@@ -286,7 +291,7 @@ def test_synth_then_tune_end_to_end_with_the_local_model(tmp_path):
             "--space",
             str(space),
             "-p",
-            "bm25-zh",
+            str(base),
             "--metric",
             "contains_reference",
             "--shortlist",

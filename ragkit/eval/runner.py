@@ -51,9 +51,18 @@ class EvalOptions:
     similarity: bool = True
 
 
-def default_run_dir(suite: Suite, pipelines: Sequence[str], limit: int | None, root: Path) -> Path:
-    """The same suite, pipelines and limit give the same folder, so re-running resumes."""
-    key = json.dumps([suite.name, list(pipelines), limit])
+def default_run_dir(
+    suite: Suite,
+    pipelines: Sequence[str],
+    limit: int | None,
+    root: Path,
+    tasks: Sequence[str] | None = None,
+) -> Path:
+    """The same suite, pipelines, limit and tasks give the same folder, so re-running resumes."""
+    chosen: list[Any] = [suite.name, list(pipelines), limit]
+    if tasks:  # left out when absent, so runs made before tasks could be chosen keep their folder
+        chosen.append(sorted(set(tasks)))
+    key = json.dumps(chosen)
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     return root / f"{suite.name}-{'-'.join(Path(p).stem for p in pipelines)}-{digest}"
 
@@ -69,6 +78,19 @@ def limit_items(items: Iterable[EvalItem], limit: int | None) -> list[EvalItem]:
             counts[item.task] = counts.get(item.task, 0) + 1
             out.append(item)
     return out
+
+
+def task_items(items: Sequence[EvalItem], wanted: Sequence[str] | None) -> list[EvalItem]:
+    """The items of the wanted task kinds; a kind the suite lacks is a config error, not an empty
+    run that reads as a clean one."""
+    if not wanted:
+        return list(items)
+    present = sorted({item.task for item in items})
+    missing = sorted(set(wanted) - set(present))
+    if missing:
+        named, kinds = ", ".join(missing), ", ".join(present)
+        raise ConfigError(f"task {named} not in this suite; it has {kinds}")
+    return [item for item in items if item.task in wanted]
 
 
 def pipeline_input(item: EvalItem) -> dict[str, Any]:
@@ -276,6 +298,7 @@ def evaluate(
     pipelines: Sequence[str | PipelineSpec] = ("naive",),
     *,
     limit: int | None = None,
+    tasks: Sequence[str] | None = None,
     runs: Path = Path("runs"),
     run_dir: Path | None = None,
     store_location: str | None = None,
@@ -285,8 +308,9 @@ def evaluate(
     progress: bool = False,
     runner: Callable[..., EvalRunner] | None = None,
 ) -> EvalResult:
-    """Evaluate pipelines on a suite by name or path; what `ragkit eval` runs. `runner` makes
-    the runner (an `EvalRunner` by default; the Ray engine passes its own)."""
+    """Evaluate pipelines on a suite by name or path; what `ragkit eval` runs. `tasks` keeps
+    some task kinds only (`["read"]`); `runner` makes the runner (an `EvalRunner` by default;
+    the Ray engine passes its own)."""
     from ragkit.eval.suites import open_suite
 
     if limit is not None and limit <= 0:
@@ -297,7 +321,8 @@ def evaluate(
         where = f" ({chosen.path})" if chosen.path is not None else ""
         raise ConfigError(f"suite {chosen.name!r}{where}: no items to evaluate")
     names = [p.name if isinstance(p, PipelineSpec) else str(p) for p in pipelines]
-    folder = run_dir or default_run_dir(chosen, names, limit, runs)
+    items = task_items(chosen.items, tasks)
+    folder = run_dir or default_run_dir(chosen, names, limit, runs, tasks)
     make_runner = runner or EvalRunner
     chosen_runner = make_runner(
         chosen,
@@ -307,7 +332,7 @@ def evaluate(
         options=options,
         documents=documents,
     )
-    return chosen_runner.run(limit_items(chosen.items, limit), progress=progress)
+    return chosen_runner.run(limit_items(items, limit), progress=progress)
 
 
 class _progress:
