@@ -16,15 +16,17 @@ $(BIN)/python:
 
 # torch first, pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 # The demo ends with `ragkit eval`, so the core install carries the eval extra (metrics, ragas).
+# --no-compile: Python compiles a module when it is first imported, so only what runs is
+# compiled, not every file of torch, transformers and ray up front (most of a fresh install).
 $(VENV)/.core: $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[eval]'
+	$(BIN)/pip install --quiet --no-compile torch==2.13.0
+	$(BIN)/pip install --quiet --no-compile -e '.[eval]'
 	touch $@
 
 # Every extra the tests use. llama-cpp-python (the `llamacpp` extra) is left out: the tests'
 # model server is llama.cpp's own llama-server, built from source once (`make llama-server`).
 $(VENV)/.dev: $(VENV)/.core
-	$(BIN)/pip install --quiet -e '.[eval,serve,bench,ray,dev]'
+	$(BIN)/pip install --quiet --no-compile -e '.[eval,serve,bench,ray,dev]'
 	touch $@
 
 install: $(VENV)/.core
@@ -52,7 +54,7 @@ test:
 
 # Logic only, on a scripted generator: no real-model tests.
 test-fast: install-dev
-	$(BIN)/python -m pytest -q -n 2 -m "not slow and not llama_server"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m "not slow and not llama_server"
 
 wheel-smoke: install-dev
 	.ci/wheel-smoke.sh $(BIN)/python

@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 BIN=$VENV/bin
 WORKERS=${RAGKIT_TEST_WORKERS:-2}
+# Each test process gets its share of the cores for torch's threads: two workers each running
+# as many threads as there are cores spend CPU on switching and spinning instead of work.
+share=$(($(nproc) / WORKERS))
+THREADS=${OMP_NUM_THREADS:-$((share > 0 ? share : 1))}
 logs=$(mktemp -d)
 begun=$(date +%s)
 last=$begun
@@ -46,13 +50,15 @@ phase "chromium (overlapped)"
 "$BIN/python" -m mypy || failed+=("mypy")
 phase "mypy (ragkit/)"
 
-RAGKIT_LLAMA_SERVER_PENDING=1 "$BIN/python" -m pytest -q -rs -n "$WORKERS" --dist loadgroup -m "not llama_server" ||
+RAGKIT_LLAMA_SERVER_PENDING=1 OMP_NUM_THREADS=$THREADS \
+	"$BIN/python" -m pytest -q -rs -n "$WORKERS" --dist loadgroup -m "not llama_server" --durations=25 ||
 	failed+=("tests")
 phase "tests not needing llama-server"
 
 if wait "$llama_build"; then
 	phase "llama-server build (rest of it)"
-	"$BIN/python" -m pytest -q -rs -n "$WORKERS" --dist loadgroup -m "llama_server" || failed+=("llama-server tests")
+	OMP_NUM_THREADS=$THREADS "$BIN/python" -m pytest -q -rs -n "$WORKERS" --dist loadgroup \
+		-m "llama_server" --durations=10 || failed+=("llama-server tests")
 	phase "tests on llama-server"
 else
 	cat "$logs/llama-server.log"

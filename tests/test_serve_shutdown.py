@@ -15,6 +15,7 @@ import pytest
 from llama_server_support import PASSTHROUGH_SPEC, llama_server, ragkit_serve_process
 
 pytestmark = pytest.mark.llama_server
+ATTEMPTS = 3
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +189,9 @@ def generating(url: str, max_tokens: int) -> tuple[dict, list[threading.Thread]]
 @pytest.mark.slow
 def test_sigterm_with_local_generations_in_flight_exits_0_every_time(naive_index):
     """The local model decodes both requests on its scheduler thread when the grace runs out;
-    the process must still exit 0, not abort with the thread inside a forward pass."""
-    for attempt in range(5):
+    the process must still exit 0, not abort with the thread inside a forward pass. The abort
+    depended on where the thread was when the interpreter exited, so it is tried three times."""
+    for attempt in range(ATTEMPTS):
         with ragkit_serve(naive_index, "--shutdown-grace", "4", pipeline="naive") as (
             process,
             url,
@@ -202,7 +204,7 @@ def test_sigterm_with_local_generations_in_flight_exits_0_every_time(naive_index
             rc = process.wait(120)
             log = log_path.read_text(errors="replace")
 
-        where = f"run {attempt + 1} of 5: {log[-3000:]}"
+        where = f"run {attempt + 1} of {ATTEMPTS}: {log[-3000:]}"
         assert rc == 0, where
         assert "terminate called" not in log and "Traceback" not in log, where
         # Both generations were still running when the grace ran out, and ended properly.
