@@ -106,6 +106,8 @@ def test_export_is_cached_outside_the_model_folder(backend, source, tmp_path, mo
     # A cache of its own: another test process may be exporting into the shared one right now.
     monkeypatch.setenv("RAGKIT_CACHE", str(tmp_path / "cache"))
     before = _files(Path(source))
+    fp32 = export_dir(source, "onnx")
+    fp32_stamp = fp32.stat().st_mtime_ns
     first = export_dir(source, backend)
     manifest = read_manifest(first)
     model_file = first / manifest["file"]
@@ -119,6 +121,10 @@ def test_export_is_cached_outside_the_model_folder(backend, source, tmp_path, mo
     assert not list(first.parent.glob("*.partial"))
     assert manifest["validation"]["passed"], manifest["validation"]
     assert manifest["source"] == source and manifest["backend"] == backend
+    # Nothing is written into the shared fp32 export while deriving from it (a file made and
+    # removed there changes the folder's mtime): another process may be reading it.
+    assert fp32.stat().st_mtime_ns == fp32_stamp
+    assert sorted(p.name for p in first.iterdir() if p.name.startswith("fp32-")) == []
 
 
 def test_auto_keeps_torch_and_onnx_is_opt_in(monkeypatch):

@@ -327,16 +327,23 @@ def _export_int8(fp32: Path, folder: Path) -> dict[str, Any]:
         ),
         "isa": cpu_int8_isa(),
     }
-    source, target = fp32 / base["file"], folder / manifest["file"]
+    # onnxruntime writes a shape-inferred copy beside the model it quantises and deletes it
+    # after; from the shared fp32 folder, two processes exporting at once would read and delete
+    # each other's copy, so each quantises from a copy of its own in its build folder.
+    source, target = folder / f"fp32-{base['file']}", folder / manifest["file"]
+    shutil.copy2(fp32 / base["file"], source)
     reference = np.load(folder / "probe_reference.npy")
-    chosen, risky = _weight_matmuls(onnx.load(str(source), load_external_data=False))
-    for node in reversed(risky):
-        _quantize(source, target, [*chosen, node])
-        cos = _probe_cosines(folder, manifest, reference)
-        if cos.mean() < GREEDY_MIN_MEAN_COSINE or cos.min() < GREEDY_MIN_COSINE:
-            break
-        chosen.append(node)
-    _quantize(source, target, chosen)
+    try:
+        chosen, risky = _weight_matmuls(onnx.load(str(source), load_external_data=False))
+        for node in reversed(risky):
+            _quantize(source, target, [*chosen, node])
+            cos = _probe_cosines(folder, manifest, reference)
+            if cos.mean() < GREEDY_MIN_MEAN_COSINE or cos.min() < GREEDY_MIN_COSINE:
+                break
+            chosen.append(node)
+        _quantize(source, target, chosen)
+    finally:
+        source.unlink(missing_ok=True)
     manifest["quantized_matmuls"] = len(chosen)
     return _validated(manifest, folder, reference, INT8_MIN_MEAN_COSINE, INT8_MIN_COSINE)
 
