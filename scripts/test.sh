@@ -9,10 +9,9 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 BIN=$VENV/bin
 WORKERS=${RAGKIT_TEST_WORKERS:-2}
-# Each test process gets its share of the cores for torch's threads: two workers each running
-# as many threads as there are cores spend CPU on switching and spinning instead of work.
-share=$(($(nproc) / WORKERS))
-THREADS=${OMP_NUM_THREADS:-$((share > 0 ? share : 1))}
+# Torch keeps its default threads here, unlike `make test-fast`: many of these tests wait on a
+# subprocess or server (`ragkit serve`, Ray workers, llama-server) that inherits the setting and
+# would then run on one core while its caller idles.
 logs=$(mktemp -d)
 begun=$(date +%s)
 last=$begun
@@ -50,14 +49,14 @@ phase "chromium (overlapped)"
 "$BIN/python" -m mypy || failed+=("mypy")
 phase "mypy (ragkit/)"
 
-RAGKIT_LLAMA_SERVER_PENDING=1 OMP_NUM_THREADS=$THREADS \
+RAGKIT_LLAMA_SERVER_PENDING=1 \
 	"$BIN/python" -m pytest -q -rs -n "$WORKERS" --dist loadgroup -m "not llama_server" --durations=25 ||
 	failed+=("tests")
 phase "tests not needing llama-server"
 
 if wait "$llama_build"; then
 	phase "llama-server build (rest of it)"
-	OMP_NUM_THREADS=$THREADS "$BIN/python" -m pytest -q -rs -n "$WORKERS" --dist loadgroup \
+	"$BIN/python" -m pytest -q -rs -n "$WORKERS" --dist loadgroup \
 		-m "llama_server" --durations=10 || failed+=("llama-server tests")
 	phase "tests on llama-server"
 else
